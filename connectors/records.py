@@ -1,0 +1,96 @@
+"""The values that flow through a pipeline.
+
+A reader yields a `Batch` of `Record`s; transforms turn each record into zero or more
+`Entry`s; a writer receives the entries of one batch in a `WriteBatch`. Every entry keeps
+the position of the record it came from, so that writers can name objects and guard
+against stale replays, and the runner can commit exactly what was written.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+Headers = tuple[tuple[str, bytes], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One Kafka message as read, before decoding. Immutable: transforms never change it."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: Headers = ()
+    timestamp_ms: int = 0
+
+    def header(self, name: str) -> bytes | None:
+        """The last value of header `name`, as Kafka clients usually read one."""
+        found = None
+        for key, value in self.headers:
+            if key == name:
+                found = value
+        return found
+
+
+TopicPartition = tuple[str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """An ordered run of records, ordered per partition, committed together.
+
+    `next_offsets` maps each partition that the batch covers to the offset to commit once
+    every record of the batch has been written (the last offset + 1). It is computed from the
+    records, so a batch can never commit past what it holds.
+    """
+
+    records: Sequence[Record]
+
+    @property
+    def next_offsets(self) -> dict[TopicPartition, int]:
+        positions: dict[TopicPartition, int] = {}
+        for record in self.records:
+            tp = (record.topic, record.partition)
+            if record.offset + 1 > positions.get(tp, -1):
+                positions[tp] = record.offset + 1
+        return positions
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """What a writer stores: a key and a value, or a deletion when `value` is None.
+
+    `message` keeps the decoded protobuf (when there was one) for writers that render
+    documents, such as JSON lines; writers that store bytes use `value`.
+    """
+
+    source: Record
+    key: bytes | None
+    value: bytes | None
+    message: Any = None
+    headers: Headers = ()
+
+    @property
+    def is_delete(self) -> bool:
+        return self.value is None
+
+
+@dataclass(frozen=True, slots=True)
+class WriteBatch:
+    """The entries produced from one `Batch`, in record order, and the batch they came from."""
+
+    batch: Batch
+    entries: Sequence[Entry] = field(default_factory=tuple)
+
+    def by_partition(self) -> Mapping[TopicPartition, list[Entry]]:
+        groups: dict[TopicPartition, list[Entry]] = {}
+        for entry in self.entries:
+            groups.setdefault((entry.source.topic, entry.source.partition), []).append(entry)
+        return groups

@@ -1,0 +1,201 @@
+"""The loop: read a batch, decode, transform, write, and only then commit.
+
+Everything that could lose data is decided here, once, for every reader and writer:
+
+- offsets are committed only for records whose entries the writer stored;
+- a retriable failure retries the same batch with capped, jittered backoff and commits
+  nothing meanwhile; a fatal one stops the loop with nothing committed;
+- a rebalance waits for the batch in flight (write and commit) before partitions go;
+- a stop request (SIGTERM) lets the batch in flight finish within the grace period, then
+  leaves the group.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from connectors import metrics
+from connectors.errors import FatalError, PoisonError, RetriableError
+from connectors.pipeline import Pipeline
+from connectors.progress import CatchUp
+from connectors.reader import Reader, ReaderContext
+from connectors.records import Batch, Entry, TopicPartition, WriteBatch
+from connectors.writer import Writer, WriterContext
+
+_log = logging.getLogger("connectors.runner")
+
+T = TypeVar("T")
+
+
+class _Abandoned(Exception):  # noqa: N818 - control flow, never escapes this module
+    """A stop request arrived while a batch waited for a retry; it is not committed."""
+
+
+class Runner:
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        *,
+        until_caught_up: bool = False,
+        report: Callable[[str], None] | None = None,
+        reader: Reader | None = None,
+        writer: Writer | None = None,
+    ) -> None:
+        self.pipeline = pipeline
+        runtime = pipeline.runtime
+        self.reader: Reader = reader or pipeline.reader.build(
+            pipeline.reader_settings,
+            ReaderContext(
+                connector_name=runtime.connector_name,
+                topics=runtime.topics,
+                batch_max_messages=runtime.batch_max_messages,
+                batch_max_wait_ms=runtime.batch_max_wait_ms,
+            ),
+        )
+        self.writer: Writer = writer or pipeline.writer.build(
+            pipeline.writer_settings, WriterContext(connector_name=runtime.connector_name)
+        )
+        self._catch_up = CatchUp(self.reader, report) if until_caught_up else None
+        self._in_flight = asyncio.Lock()
+        self._stopping = asyncio.Event()
+        self._name = runtime.connector_name
+        self.committed: dict[TopicPartition, int] = {}
+
+    def stop(self) -> None:
+        """Ask the loop to finish the batch in flight and leave; safe from a signal handler."""
+        self._stopping.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
+
+    async def _on_revoke(self, partitions: list[TopicPartition]) -> None:
+        # Holding the lock means no batch is between write and commit.
+        async with self._in_flight:
+            _log.info("partitions revoked: %s", partitions)
+
+    async def run(self) -> None:
+        await self.writer.start()
+        try:
+            await self.reader.start(self._on_revoke)
+            try:
+                await self._loop()
+            finally:
+                await self.reader.close()
+        finally:
+            await self.writer.close()
+
+    async def _loop(self) -> None:
+        stage = metrics.STAGE_SECONDS
+        while not self._stopping.is_set():
+            started = time.perf_counter()
+            try:
+                batch = await self._retrying("poll", self.reader.batch)
+                stage.labels(self._name, "poll").observe(time.perf_counter() - started)
+                if batch.records:
+                    async with self._in_flight:
+                        await self._process(batch)
+            except _Abandoned:
+                return
+            if self._catch_up is not None and await self._catch_up.done():
+                return
+
+    async def _process(self, batch: Batch) -> None:
+        """Write then commit one batch; raises _Abandoned when a stop request ended it."""
+        name = self._name
+        metrics.BATCH_SIZE.labels(name).observe(len(batch))
+        for record in batch.records:
+            metrics.RECORDS_IN.labels(name, record.topic).inc()
+        write_batch = self._transform(batch)
+
+        started = time.perf_counter()
+        await self._retrying("write", lambda: self.writer.write(write_batch))
+        metrics.STAGE_SECONDS.labels(name, "write").observe(time.perf_counter() - started)
+        metrics.ENTRIES_WRITTEN.labels(name, self.pipeline.writer.name).inc(
+            len(write_batch.entries)
+        )
+
+        offsets = batch.next_offsets
+        started = time.perf_counter()
+        await self._retrying("commit", lambda: self.reader.commit(offsets))
+        metrics.STAGE_SECONDS.labels(name, "commit").observe(time.perf_counter() - started)
+        metrics.COMMITS.labels(name).inc()
+        now = time.time()
+        for (topic, partition), offset in offsets.items():
+            metrics.COMMITTED_OFFSET.labels(name, topic, str(partition)).set(offset)
+            metrics.LAST_COMMIT_TIME.labels(name, topic, str(partition)).set(now)
+        self.committed.update(offsets)
+
+    def _transform(self, batch: Batch) -> WriteBatch:
+        contracts, chain, name = self.pipeline.contracts, self.pipeline.chain, self._name
+        decode_s = 0.0
+        transform_s = 0.0
+        entries: list[Entry] = []
+        for record in batch.records:
+            t0 = time.perf_counter()
+            try:
+                message = contracts.decode(record)
+                t1 = time.perf_counter()
+                entries.extend(chain.apply(record, message))
+            except PoisonError as exc:
+                metrics.RECORDS_FAILED.labels(name, exc.stage).inc()
+                raise FatalError(
+                    f"{exc.stage} failed for {record.topic}[{record.partition}]@{record.offset}: "
+                    f"{exc}; nothing committed past it"
+                ) from exc
+            t2 = time.perf_counter()
+            decode_s += t1 - t0
+            transform_s += t2 - t1
+        metrics.STAGE_SECONDS.labels(name, "decode").observe(decode_s)
+        metrics.STAGE_SECONDS.labels(name, "transform").observe(transform_s)
+        return WriteBatch(batch, tuple(entries))
+
+    async def _retrying(self, stage: str, call: Callable[[], Awaitable[T]]) -> T:
+        """`call()` until it succeeds; raises _Abandoned when a stop request ends the wait."""
+        retry = self.pipeline.retry
+        attempt = 0
+        while True:
+            try:
+                return await call()
+            except RetriableError as exc:
+                attempt += 1
+                if retry.max_attempts and attempt >= retry.max_attempts:
+                    raise FatalError(
+                        f"{stage} still failing after {attempt} attempts: {exc}"
+                    ) from exc
+                delay = retry.delay_s(attempt, random.random())  # noqa: S311 - jitter
+                if exc.retry_after is not None:
+                    delay = max(delay, exc.retry_after)
+                metrics.RETRIES.labels(self._name, stage).inc()
+                _log.warning(
+                    "%s failed (attempt %d), retrying in %.2fs: %s", stage, attempt, delay, exc
+                )
+                if await self._wait_for_stop(delay):
+                    raise _Abandoned from exc
+
+    async def _wait_for_stop(self, seconds: float) -> bool:
+        try:
+            await asyncio.wait_for(self._stopping.wait(), timeout=seconds)
+        except TimeoutError:
+            return False
+        return True
+
+
+async def run_until_stopped(runner: Runner, grace_s: float) -> Any:
+    """Run; once `runner.stop()` was called, allow `grace_s` for the batch in flight."""
+    task = asyncio.ensure_future(runner.run())
+    stop_wait = asyncio.ensure_future(runner._stopping.wait())
+    done, _ = await asyncio.wait({task, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
+    if task not in done:
+        try:
+            await asyncio.wait_for(asyncio.shield(task), timeout=grace_s)
+        except TimeoutError:
+            _log.warning("batch in flight abandoned after %.1fs; it will be replayed", grace_s)
+            task.cancel()
+    stop_wait.cancel()
+    return await task

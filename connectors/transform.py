@@ -1,0 +1,155 @@
+"""Transforms: plain functions registered by name, applied in the order `TRANSFORMS` lists.
+
+A transform receives the decoded message and a `TransformContext` and returns:
+
+- `None` or an empty iterable: drop the record (its offset is still committed);
+- a value (protobuf message, bytes, str, or a JSON-able dict): one entry under the
+  record's key;
+- `Put(key, value)` to choose the key, `Delete(key)` to remove one;
+- an iterable of the above for fan-out.
+
+A transform never mutates its input, and raising marks the record as poison (stage
+`transform:<name>`). Intermediate results feed the next transform; a `Put` carries its key
+forward, a `Delete` leaves the chain at once.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, replace
+from typing import Any, Protocol, TypeVar
+
+from google.protobuf.message import Message
+
+from connectors.errors import PoisonError
+from connectors.records import Entry, Headers, Record
+from connectors.registry import Registry
+
+_log = logging.getLogger("connectors.transform")
+
+
+@dataclass(frozen=True, slots=True)
+class TransformContext:
+    """Where the message came from; the same object for every transform in a chain."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    headers: Headers
+    timestamp_ms: int
+    logger: logging.Logger
+
+    @classmethod
+    def of(cls, record: Record) -> TransformContext:
+        return cls(
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            key=record.key,
+            headers=record.headers,
+            timestamp_ms=record.timestamp_ms,
+            logger=_log,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Put:
+    key: bytes | str | None
+    value: Any
+
+
+@dataclass(frozen=True, slots=True)
+class Delete:
+    key: bytes | str | None
+
+
+class Transform(Protocol):
+    def __call__(self, message: Any, ctx: TransformContext, /) -> Any: ...
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+TRANSFORMS: Registry[Transform] = Registry("transform", "connectors.transforms")
+"""The process-wide transform registry; `@transform` adds to it."""
+
+
+def transform(name: str, registry: Registry[Transform] | None = None) -> Callable[[F], F]:
+    """Register a function under `name`; the function itself is returned unchanged."""
+
+    def register(fn: F) -> F:
+        (registry or TRANSFORMS).register(name, fn)
+        return fn
+
+    return register
+
+
+def _as_bytes(value: Any) -> bytes | None:
+    if value is None or isinstance(value, bytes):
+        return value
+    if isinstance(value, Message):
+        return value.SerializeToString(deterministic=True)
+    if isinstance(value, str):
+        return value.encode()
+    if isinstance(value, bytearray | memoryview):
+        return bytes(value)
+    return json.dumps(value, sort_keys=True, separators=(",", ":")).encode()
+
+
+def _key_bytes(key: bytes | str | None) -> bytes | None:
+    return key.encode() if isinstance(key, str) else key
+
+
+def _results(result: Any) -> Iterator[Any]:
+    """A transform's return value as a sequence of outputs."""
+    if result is None:
+        return
+    if isinstance(result, Put | Delete | Message | bytes | str | dict):
+        yield result
+    elif isinstance(result, Iterable):
+        yield from result
+    else:
+        yield result
+
+
+@dataclass(frozen=True, slots=True)
+class Chain:
+    """The transforms of a pipeline, in order, applied to one record at a time."""
+
+    steps: tuple[tuple[str, Transform], ...]
+
+    @property
+    def names(self) -> list[str]:
+        return [name for name, _ in self.steps]
+
+    def apply(self, record: Record, message: Any) -> list[Entry]:
+        """The entries for one record; raises PoisonError when a transform raises."""
+        if not self.steps:
+            return [Entry(record, record.key, record.value, message, record.headers)]
+        ctx = TransformContext.of(record)
+        pending: list[tuple[bytes | None, Any]] = [(record.key, message)]
+        entries: list[Entry] = []
+        for name, fn in self.steps:
+            produced: list[tuple[bytes | None, Any]] = []
+            for key, value in pending:
+                step_ctx = ctx if key == ctx.key else replace(ctx, key=key)
+                try:
+                    outputs = list(_results(fn(value, step_ctx)))
+                except Exception as exc:
+                    raise PoisonError(
+                        f"transform:{name}", f"{type(exc).__name__}: {exc}", record
+                    ) from exc
+                for out in outputs:
+                    if isinstance(out, Delete):
+                        entries.append(Entry(record, _key_bytes(out.key), None))
+                    elif isinstance(out, Put):
+                        produced.append((_key_bytes(out.key), out.value))
+                    else:
+                        produced.append((key, out))
+            pending = produced
+        for key, value in pending:
+            msg = value if isinstance(value, Message) else None
+            entries.append(Entry(record, key, _as_bytes(value), msg))
+        return entries

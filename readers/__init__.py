@@ -1,0 +1,1 @@
+"""Reader plugins: one module per source, each exporting `PLUGIN` for its entry point."""

@@ -1,0 +1,1 @@
+"""Writer plugins: one module (or package) per sink, each exporting `PLUGIN`."""

@@ -1,0 +1,122 @@
+"""The embedded backend: LMDB, one write transaction per batch.
+
+Two named databases: `data` (key → value, what readers of the store see) and `positions`
+(key → where it was last written from, see `position`). A batch is applied in one
+transaction, so a crash leaves either all of it or none of it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import lmdb
+
+from connectors import Entry, FatalError, RetriableError, WriteBatch
+from writers.kv import position
+from writers.kv.settings import KVSettings, lmdb_path
+
+
+def open_env(settings: KVSettings, readonly: bool = False) -> lmdb.Environment:
+    path = Path(lmdb_path(settings.url))
+    if not readonly:
+        path.mkdir(parents=True, exist_ok=True)
+    try:
+        return lmdb.open(
+            str(path),
+            map_size=settings.map_size_mb * 1024 * 1024,
+            max_dbs=2,
+            sync=settings.sync,
+            readonly=readonly,
+            lock=True,
+        )
+    except lmdb.Error as exc:
+        raise FatalError(f"KV_URL: cannot open LMDB at {path}: {exc}") from exc
+
+
+class LmdbStore:
+    def __init__(self, settings: KVSettings) -> None:
+        self._settings = settings
+        self._prefix = settings.key_prefix.encode()
+        self._env: lmdb.Environment | None = None
+
+    def _open(self) -> lmdb.Environment:
+        if self._env is None:
+            self._env = open_env(self._settings)
+            self._data = self._env.open_db(b"data")
+            self._positions = self._env.open_db(b"positions")
+        return self._env
+
+    async def start(self) -> None:
+        self._open()
+
+    def apply(self, entries: list[Entry]) -> None:
+        env = self._open()
+        try:
+            with env.begin(write=True) as txn:
+                for entry in entries:
+                    if entry.key is None:
+                        continue
+                    key = self._prefix + entry.key
+                    if position.is_stale(txn.get(key, db=self._positions), entry):
+                        continue
+                    if entry.value is None:
+                        txn.delete(key, db=self._data)
+                    else:
+                        txn.put(key, entry.value, db=self._data)
+                    txn.put(key, position.encode(entry), db=self._positions)
+        except lmdb.MapFullError as exc:
+            raise FatalError(
+                f"LMDB map is full at {self._settings.map_size_mb} MiB; raise KV_MAP_SIZE_MB"
+            ) from exc
+        except lmdb.Error as exc:
+            raise RetriableError(f"LMDB write failed: {exc}") from exc
+
+    async def write(self, batch: WriteBatch) -> None:
+        entries = list(batch.entries)
+        if entries:
+            await asyncio.to_thread(self.apply, entries)
+
+    async def check(self) -> None:
+        env = self._open()
+        with env.begin() as txn:
+            txn.stat(self._data)
+
+    async def close(self) -> None:
+        if self._env is not None:
+            self._env.close()
+            self._env = None
+
+
+class LmdbView:
+    """Read-only access for `connector kv get|dump`."""
+
+    def __init__(self, settings: KVSettings) -> None:
+        path = Path(lmdb_path(settings.url))
+        if not path.exists():
+            raise FatalError(f"KV_URL: no LMDB store at {path}")
+        self._env = open_env(settings, readonly=True)
+        self._data = self._env.open_db(b"data", create=False)
+        self._prefix = settings.key_prefix.encode()
+
+    def get(self, key: bytes) -> bytes | None:
+        with self._env.begin() as txn:
+            value = txn.get(self._prefix + key, db=self._data)
+        return None if value is None else bytes(value)
+
+    def items(self, limit: int | None = None) -> list[tuple[bytes, bytes]]:
+        found: list[tuple[bytes, bytes]] = []
+        with self._env.begin() as txn:
+            cursor = txn.cursor(db=self._data)
+            if self._prefix:
+                cursor.set_range(self._prefix)
+            for key, value in cursor:
+                if not bytes(key).startswith(self._prefix):
+                    break
+                if limit is not None and len(found) >= limit:
+                    break
+                found.append((bytes(key)[len(self._prefix) :], bytes(value)))
+        return found
+
+    def close(self) -> None:
+        self._env.close()

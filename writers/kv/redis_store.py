@@ -1,0 +1,122 @@
+"""The networked backend: Redis, one MULTI/EXEC pipeline per batch.
+
+Each entry runs a small Lua script that compares the stored position with the entry's and
+writes only when the entry is not older, so a replay never undoes newer data. Positions
+live in hashes under `POSITIONS_PREFIX + key`, out of the way of the data keys.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from connectors import FatalError, RetriableError, WriteBatch, mask_url
+from writers.kv.settings import KVSettings
+
+try:
+    import redis
+    import redis.asyncio as aioredis
+    from redis import exceptions as redis_errors
+except ImportError as exc:  # pragma: no cover - depends on the install
+    raise ImportError(
+        "KV_URL=redis://... needs the redis client: pip install 'kafka-connectors[redis]'"
+    ) from exc
+
+POSITIONS_PREFIX = b"\xffpos:"
+
+_UPSERT = """
+local stored = redis.call('HMGET', KEYS[2], 'tp', 'offset')
+if stored[1] == ARGV[3] and tonumber(stored[2]) > tonumber(ARGV[4]) then
+  return 0
+end
+if ARGV[2] == '1' then
+  redis.call('DEL', KEYS[1])
+else
+  redis.call('SET', KEYS[1], ARGV[1])
+end
+redis.call('HSET', KEYS[2], 'tp', ARGV[3], 'offset', ARGV[4])
+return 1
+"""
+
+_RETRIABLE_REPLIES = ("OOM", "BUSY", "LOADING", "TRYAGAIN", "CLUSTERDOWN", "MASTERDOWN")
+
+
+def _as_ours(exc: Exception, url: str) -> Exception:
+    where = mask_url(url)
+    if isinstance(exc, redis_errors.AuthenticationError | redis_errors.NoPermissionError):
+        return FatalError(f"redis at {where} refused our credentials: {exc}")
+    if isinstance(exc, redis_errors.ConnectionError | redis_errors.TimeoutError):
+        return RetriableError(f"redis at {where} unreachable: {exc}")
+    if isinstance(exc, redis_errors.ResponseError) and str(exc).startswith(_RETRIABLE_REPLIES):
+        return RetriableError(f"redis at {where} busy: {exc}")
+    return FatalError(f"redis at {where}: {type(exc).__name__}: {exc}")
+
+
+class RedisStore:
+    def __init__(self, settings: KVSettings) -> None:
+        self._settings = settings
+        self._prefix = settings.key_prefix.encode()
+        self._client: aioredis.Redis = aioredis.Redis.from_url(settings.url)
+        self._script: Any = self._client.register_script(_UPSERT)
+
+    async def start(self) -> None:
+        await self.check()
+
+    async def write(self, batch: WriteBatch) -> None:
+        if not batch.entries:
+            return
+        try:
+            async with self._client.pipeline(transaction=True) as pipe:
+                for entry in batch.entries:
+                    if entry.key is None:
+                        continue
+                    key = self._prefix + entry.key
+                    source = entry.source
+                    await self._script(
+                        keys=[key, POSITIONS_PREFIX + key],
+                        args=[
+                            entry.value or b"",
+                            b"1" if entry.value is None else b"0",
+                            f"{source.topic}\x00{source.partition}".encode(),
+                            source.offset,
+                        ],
+                        client=pipe,
+                    )
+                await pipe.execute()
+        except redis_errors.RedisError as exc:
+            raise _as_ours(exc, self._settings.url) from exc
+
+    async def check(self) -> None:
+        try:
+            await self._client.ping()
+        except redis_errors.RedisError as exc:
+            raise _as_ours(exc, self._settings.url) from exc
+
+    async def close(self) -> None:
+        await self._client.aclose()
+
+
+class RedisView:
+    def __init__(self, settings: KVSettings) -> None:
+        self._client = redis.Redis.from_url(settings.url)
+        self._prefix = settings.key_prefix.encode()
+
+    def get(self, key: bytes) -> bytes | None:
+        value = self._client.get(self._prefix + key)
+        return value if isinstance(value, bytes) else None
+
+    def items(self, limit: int | None = None) -> list[tuple[bytes, bytes]]:
+        keys = sorted(
+            k
+            for k in self._client.scan_iter(match=self._prefix + b"*", count=1000)
+            if isinstance(k, bytes) and not k.startswith(POSITIONS_PREFIX)
+        )
+        if limit is not None:
+            keys = keys[:limit]
+        found = []
+        for key, value in zip(keys, self._client.mget(keys) if keys else [], strict=True):
+            if isinstance(value, bytes):
+                found.append((key[len(self._prefix) :], value))
+        return found
+
+    def close(self) -> None:
+        self._client.close()
