@@ -16,7 +16,7 @@ from connectors.errors import (
 from connectors.reader import OnRevoke, Reader, ReaderContext, ReaderPlugin
 from connectors.records import Batch, Entry, Headers, Record, TopicPartition, WriteBatch
 from connectors.transform import Delete, Put, TransformContext, transform
-from connectors.writer import KeyValueView, Writer, WriterContext, WriterPlugin
+from connectors.writer import FlushPolicy, KeyValueView, Writer, WriterContext, WriterPlugin
 
 __all__ = [
     "Batch",
@@ -25,6 +25,7 @@ __all__ = [
     "Delete",
     "Entry",
     "FatalError",
+    "FlushPolicy",
     "Headers",
     "KafkaSettings",
     "KeyValueView",

@@ -26,6 +26,20 @@ from connectors.config import Settings
 from connectors.records import WriteBatch
 
 
+@dataclass(frozen=True, slots=True)
+class FlushPolicy:
+    """How much a writer wants per `write` call, for sinks that prefer large objects.
+
+    The runner keeps polling and accumulates batches until one limit is reached, then calls
+    `write` once with all of them and commits them together afterwards. Before partitions
+    are revoked and before shutdown, whatever was accumulated is written and committed.
+    """
+
+    max_bytes: int
+    max_interval_s: float
+    max_records: int = 1_000_000
+
+
 class Writer(Protocol):
     async def start(self) -> None:
         """Connect and verify the target is usable; raise FatalError if it never will be."""
@@ -38,6 +52,12 @@ class Writer(Protocol):
 
     async def close(self) -> None:
         """Flush and release resources; called once, also after a failed start."""
+
+
+def flush_policy(writer: Writer) -> FlushPolicy | None:
+    """The writer's `flush_policy` attribute when it has one: most writers write each batch."""
+    policy = getattr(writer, "flush_policy", None)
+    return policy if isinstance(policy, FlushPolicy) else None
 
 
 class KeyValueView(Protocol):
