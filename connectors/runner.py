@@ -20,12 +20,13 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from connectors import metrics
+from connectors.accumulator import Accumulator
 from connectors.errors import FatalError, PoisonError, RetriableError
 from connectors.pipeline import Pipeline
 from connectors.progress import CatchUp
 from connectors.reader import Reader, ReaderContext
 from connectors.records import Batch, Entry, TopicPartition, WriteBatch
-from connectors.writer import Writer, WriterContext
+from connectors.writer import Writer, WriterContext, flush_policy
 
 _log = logging.getLogger("connectors.runner")
 
@@ -61,6 +62,7 @@ class Runner:
             pipeline.writer_settings, WriterContext(connector_name=runtime.connector_name)
         )
         self._catch_up = CatchUp(self.reader, report) if until_caught_up else None
+        self._pending = Accumulator(flush_policy(self.writer))
         self._in_flight = asyncio.Lock()
         self._stopping = asyncio.Event()
         self._name = runtime.connector_name
@@ -75,9 +77,11 @@ class Runner:
         return self._stopping.is_set()
 
     async def _on_revoke(self, partitions: list[TopicPartition]) -> None:
-        # Holding the lock means no batch is between write and commit.
+        # Holding the lock means no batch is between write and commit; what was accumulated
+        # for a large object is written and committed before the partitions go.
         async with self._in_flight:
             _log.info("partitions revoked: %s", partitions)
+            await self._flush()
 
     async def run(self) -> None:
         await self.writer.start()
@@ -92,18 +96,26 @@ class Runner:
 
     async def _loop(self) -> None:
         stage = metrics.STAGE_SECONDS
-        while not self._stopping.is_set():
-            started = time.perf_counter()
-            try:
+        try:
+            while not self._stopping.is_set():
+                started = time.perf_counter()
                 batch = await self._retrying("poll", self.reader.batch)
                 stage.labels(self._name, "poll").observe(time.perf_counter() - started)
-                if batch.records:
-                    async with self._in_flight:
-                        await self._process(batch)
-            except _Abandoned:
-                return
-            if self._catch_up is not None and await self._catch_up.done():
-                return
+                async with self._in_flight:
+                    self._pending.add(batch)
+                    if self._pending.due():
+                        await self._flush()
+                if self._catch_up is not None and await self._catch_up.done():
+                    break
+            async with self._in_flight:
+                await self._flush()
+        except _Abandoned:
+            return
+
+    async def _flush(self) -> None:
+        batch = self._pending.take()
+        if batch.records:
+            await self._process(batch)
 
     async def _process(self, batch: Batch) -> None:
         """Write then commit one batch; raises _Abandoned when a stop request ended it."""

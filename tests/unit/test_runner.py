@@ -1,0 +1,136 @@
+"""The runner's delivery rules, against in-memory fakes of the reader and writer."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from connectors import FatalError, Record
+from connectors.pipeline import Pipeline, resolve
+from connectors.runner import Runner
+from tests.fakes import MemoryReader, MemoryWriter, retriable
+
+BASE = {
+    "CONNECTOR_NAME": "unit",
+    "TOPICS": "raw",
+    "TOPIC_SCHEMAS": "raw=bytes",
+    "RETRY_INITIAL_MS": "1",
+    "RETRY_MAX_MS": "2",
+}
+
+
+def pipeline(**env: str) -> Pipeline:
+    return resolve({**BASE, **env})
+
+
+def records(partition: int, start: int, count: int, topic: str = "raw") -> list[Record]:
+    return [
+        Record(topic, partition, o, f"k{partition}-{o}".encode(), f"v{o}".encode())
+        for o in range(start, start + count)
+    ]
+
+
+async def run(runner: Runner) -> None:
+    await asyncio.wait_for(runner.run(), timeout=10)
+
+
+async def test_commits_each_batch_after_its_write() -> None:
+    reader = MemoryReader([records(0, 0, 3), records(1, 0, 2), records(0, 3, 2)])
+    writer = MemoryWriter()
+    await run(Runner(pipeline(), until_caught_up=True, reader=reader, writer=writer))
+    assert reader.commits == [{("raw", 0): 3}, {("raw", 1): 2}, {("raw", 0): 5}]
+    assert [len(w.entries) for w in writer.writes] == [3, 2, 2]
+    assert writer.store[b"k0-4"] == b"v4"
+    assert writer.events[0] == "start" and writer.events[-1] == "close"
+    assert reader.closed
+
+
+async def test_retriable_write_is_retried_and_committed_once() -> None:
+    reader = MemoryReader([records(0, 0, 4)])
+    writer = MemoryWriter(failures=[retriable(), retriable()])
+    await run(Runner(pipeline(), until_caught_up=True, reader=reader, writer=writer))
+    assert reader.commits == [{("raw", 0): 4}]
+    assert len(writer.writes) == 1
+
+
+async def test_fatal_write_commits_nothing() -> None:
+    reader = MemoryReader([records(0, 0, 2), records(0, 2, 2)])
+    writer = MemoryWriter(failures=[FatalError("bad credentials")])
+    with pytest.raises(FatalError, match="bad credentials"):
+        await run(Runner(pipeline(), until_caught_up=True, reader=reader, writer=writer))
+    assert reader.commits == []
+    assert reader.closed
+
+
+async def test_retries_exhausted_become_fatal_without_commit() -> None:
+    reader = MemoryReader([records(0, 0, 2)])
+    writer = MemoryWriter(failures=[retriable()] * 5)
+    runner = Runner(
+        pipeline(RETRY_MAX_ATTEMPTS="3"), until_caught_up=True, reader=reader, writer=writer
+    )
+    with pytest.raises(FatalError, match="after 3 attempts"):
+        await run(runner)
+    assert reader.commits == []
+
+
+async def test_stop_while_retrying_abandons_the_batch_uncommitted() -> None:
+    reader = MemoryReader([records(0, 0, 2)])
+    writer = MemoryWriter(failures=[retriable()] * 1000)
+    runner = Runner(
+        pipeline(RETRY_INITIAL_MS="50", RETRY_MAX_MS="50"), reader=reader, writer=writer
+    )
+    task = asyncio.create_task(runner.run())
+
+    async def until_retrying() -> None:
+        while len(writer.failures) > 995:
+            await asyncio.sleep(0.005)
+
+    await asyncio.wait_for(until_retrying(), timeout=5)
+    runner.stop()
+    await asyncio.wait_for(task, timeout=5)
+    assert reader.commits == []
+    assert reader.closed
+
+
+async def test_poison_record_stops_without_committing_it() -> None:
+    env = {
+        "TOPIC_SCHEMAS": "raw=edge.v1.ZoneSettingsChanged",
+        "PROTO_MODULES": "transforms.proto.edge",
+    }
+    good = records(0, 0, 1)
+    bad = [Record("raw", 0, 1, b"k", b"\xff\xff\xff")]
+    reader = MemoryReader([[Record("raw", 0, 0, b"k", b"")], bad, good])
+    writer = MemoryWriter()
+    with pytest.raises(FatalError, match=r"decode failed for raw\[0\]@1"):
+        await run(Runner(pipeline(**env), until_caught_up=True, reader=reader, writer=writer))
+    assert reader.committed == {("raw", 0): 1}
+
+
+async def test_revocation_waits_for_the_batch_in_flight() -> None:
+    gate = asyncio.Event()
+    order: list[str] = []
+
+    class SlowWriter(MemoryWriter):
+        async def write(self, batch):  # type: ignore[no-untyped-def]
+            order.append("write-start")
+            await gate.wait()
+            await super().write(batch)
+            order.append("write-end")
+
+    reader = MemoryReader([records(0, 0, 2)])
+    writer = SlowWriter()
+    runner = Runner(pipeline(), until_caught_up=True, reader=reader, writer=writer)
+    task = asyncio.create_task(runner.run())
+    while order != ["write-start"]:
+        await asyncio.sleep(0.001)
+    assert reader.on_revoke is not None
+    revoke = asyncio.create_task(reader.on_revoke([("raw", 0)]))
+    await asyncio.sleep(0.01)
+    assert not revoke.done(), "revocation must wait for write and commit"
+    gate.set()
+    await asyncio.wait_for(revoke, timeout=5)
+    order.append("revoked")
+    await asyncio.wait_for(task, timeout=5)
+    assert order == ["write-start", "write-end", "revoked"]
+    assert reader.commits == [{("raw", 0): 2}]
