@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 
 from connectors.reader import Reader
-from connectors.records import TopicPartition
+from connectors.records import Batch, TopicPartition
 
 
 class CatchUp:
@@ -26,8 +26,15 @@ class CatchUp:
         self._every_s = every_s
         self._targets: dict[TopicPartition, int] = {}
         self._starts: dict[TopicPartition, int] = {}
-        self._began = time.monotonic()
+        self._began: float | None = None
         self._last_report = 0.0
+
+    def note(self, batch: Batch) -> None:
+        """Remember where each partition started, before the batch moves its position."""
+        if self._began is None and batch.records:
+            self._began = time.monotonic()
+        for record in batch.records:
+            self._starts.setdefault((record.topic, record.partition), record.offset)
 
     async def done(self) -> bool:
         assigned = self._reader.assignment()
@@ -35,7 +42,8 @@ class CatchUp:
             return False
         new = assigned - self._targets.keys()
         if new:
-            self._starts.update(await self._reader.positions(new))
+            for tp, position in (await self._reader.positions(new)).items():
+                self._starts.setdefault(tp, position)
             self._targets.update(await self._reader.end_offsets(new))
         positions = await self._reader.positions(assigned)
         finished = all(positions.get(tp, -1) >= self._targets[tp] for tp in assigned)
@@ -57,7 +65,7 @@ class CatchUp:
             max(0, min(positions.get(tp, 0), self._targets[tp]) - self._starts.get(tp, 0))
             for tp in assigned
         )
-        elapsed = max(now - self._began, 1e-9)
+        elapsed = max(now - (self._began or now), 1e-9)
         state = "caught up" if finished else "catching up"
         return (
             f"{state}: {done}/{total} records ({100.0 * done / total if total else 100.0:.0f}%), "

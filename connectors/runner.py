@@ -101,6 +101,8 @@ class Runner:
                 started = time.perf_counter()
                 batch = await self._retrying("poll", self.reader.batch)
                 stage.labels(self._name, "poll").observe(time.perf_counter() - started)
+                if self._catch_up is not None:
+                    self._catch_up.note(batch)
                 async with self._in_flight:
                     self._pending.add(batch)
                     if self._pending.due():
