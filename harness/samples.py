@@ -60,3 +60,27 @@ def zone_events(
             deleted=(n % delete_every == delete_every - 1),
         )
         yield SampleEvent(zone % partitions, zone_id.encode(), message)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m harness.samples --bootstrap B --topic T [--count N]`: produce with kcat."""
+    import argparse
+
+    from harness.kafka import create_topic
+    from harness.kcat import produce
+
+    parser = argparse.ArgumentParser(description="Produce sample zone-settings events.")
+    parser.add_argument("--bootstrap", required=True)
+    parser.add_argument("--topic", required=True)
+    parser.add_argument("--count", type=int, default=10_000)
+    parser.add_argument("--partitions", type=int, default=3)
+    args = parser.parse_args(argv)
+    create_topic(args.bootstrap, args.topic, partitions=args.partitions)
+    events = zone_events(args.count, partitions=args.partitions)
+    ends = produce(args.bootstrap, args.topic, ((e.partition, e.key, e.value) for e in events))
+    print(f"produced {args.count} events to {args.topic}; end offsets {dict(sorted(ends.items()))}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

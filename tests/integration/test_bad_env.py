@@ -57,7 +57,7 @@ def accepted(server: socket.socket) -> int:
 def test_bad_env_exits_2_without_connecting(
     listener: socket.socket, case: str, bad: dict[str, str], variable: str
 ) -> None:
-    address = "127.0.0.1:%d" % listener.getsockname()[1]
+    address = f"127.0.0.1:{listener.getsockname()[1]}"
     env = connector_env(
         CONNECTOR_NAME="bad-env",
         TOPICS="zones",
@@ -81,7 +81,7 @@ def test_control_a_good_env_does_connect(listener: socket.socket) -> None:
     from tests.conftest import connector_command
     from tests.waiting import wait_for
 
-    address = "127.0.0.1:%d" % listener.getsockname()[1]
+    address = f"127.0.0.1:{listener.getsockname()[1]}"
     env = connector_env(
         CONNECTOR_NAME="good-env",
         TOPICS="zones",
