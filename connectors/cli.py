@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 
 from google.protobuf.json_format import MessageToDict
 
-from connectors import metrics
+from connectors import metrics, produce, replay
 from connectors.config import RuntimeSettings, load
 from connectors.contracts import find_message_class, import_modules, load_descriptor_set
 from connectors.errors import ConfigError, ConnectorError, FatalError, Problem
@@ -175,6 +175,8 @@ def parser() -> argparse.ArgumentParser:
     dump.add_argument("--limit", type=int, default=None)
     dump.add_argument("--type", help="protobuf type to render values with")
     dump.set_defaults(handler=cmd_kv_dump)
+    produce.add_parser(sub)
+    replay.add_parser(sub)
     return top
 
 

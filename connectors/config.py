@@ -80,6 +80,9 @@ class RuntimeSettings(Settings):
     batch_max_messages: int = Field(500, ge=1, le=1_000_000, description="an integer 1-1000000")
     batch_max_wait_ms: int = Field(500, ge=0, le=600_000, description="milliseconds 0-600000")
     metrics_port: int = Field(9464, ge=0, le=65535, description="a TCP port 0-65535 (0: off)")
+    on_error: Literal["dlq", "fail"] = Field(
+        "dlq", description="dlq (poison goes to the dead-letter topic) or fail (stop)"
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         "INFO", description="DEBUG, INFO, WARNING or ERROR"
     )
@@ -103,7 +106,7 @@ class RuntimeSettings(Settings):
             raise ValueError("at least one topic")
         return value
 
-    @field_validator("writer", "reader", mode="before")
+    @field_validator("writer", "reader", "on_error", mode="before")
     @classmethod
     def _normalise_name(cls, value: Any) -> Any:
         return value.strip().lower() if isinstance(value, str) else value
@@ -240,4 +243,24 @@ class ShutdownSettings(Settings):
 
     grace_s: float = Field(
         30.0, ge=0, le=3600, description="seconds 0-3600 to finish the batch in flight"
+    )
+
+
+class DeadLetterSettings(Settings):
+    """Where poison records go, and when too much poison means stop instead."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="DLQ_", frozen=True, extra="ignore", case_sensitive=False
+    )
+
+    topic: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9._-]{1,249}$",
+        description="a Kafka topic name (default <CONNECTOR_NAME>.dlq)",
+    )
+    max_ratio: float = Field(
+        0.25, gt=0, le=1, description="a fraction in (0, 1]: poison share that trips the breaker"
+    )
+    window: int = Field(
+        1000, ge=10, le=1_000_000, description="an integer 10-1000000: recent records counted"
     )

@@ -2,7 +2,12 @@
 
 Labels stay bounded: connector, topic, partition, stage, writer, reason; never a key or an
 offset. Stage timings are per batch, so a slow stage shows in its histogram whatever the
-batch size.
+batch size. The alert rules (`connectors.alerts`) and the dashboard name series through
+these objects, so renaming one here renames it there.
+
+Who sets what: the runner sets the per-batch figures as it goes; the health sampler
+(`connectors.health`) sets the offset gauges from what the broker reports, on its own
+thread, so a wedged pipeline still shows a growing lag and an unmoving committed offset.
 """
 
 from __future__ import annotations
@@ -29,6 +34,23 @@ _STAGE_BUCKETS = (
     30.0,
 )
 _SIZE_BUCKETS = (1, 5, 10, 50, 100, 250, 500, 1000, 2500, 5000, 10000)
+# From "just produced" to "a day late": an age histogram is read against an SLA in minutes.
+_AGE_BUCKETS = (
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+    60.0,
+    300.0,
+    900.0,
+    3600.0,
+    86400.0,
+)
 
 BUILD = Info("connector_build", "Version of the connector runtime.", registry=REGISTRY)
 
@@ -78,7 +100,8 @@ COMMITS = Counter(
 )
 COMMITTED_OFFSET = Gauge(
     "connector_committed_offset",
-    "Last offset committed per partition (next offset to read).",
+    "The group's committed offset per assigned partition (next offset to read), as the "
+    "broker reports it.",
     ["connector", "topic", "partition"],
     registry=REGISTRY,
 )
@@ -86,5 +109,49 @@ LAST_COMMIT_TIME = Gauge(
     "connector_last_commit_timestamp_seconds",
     "Unix time of the last commit per partition.",
     ["connector", "topic", "partition"],
+    registry=REGISTRY,
+)
+
+RECORDS_DEAD_LETTERED = Counter(
+    "connector_records_dead_lettered",
+    "Records sent to the dead-letter topic, by the stage that rejected them.",
+    ["connector", "topic", "reason"],
+    registry=REGISTRY,
+)
+RECORD_AGE = Histogram(
+    "connector_record_age_seconds",
+    "Age of each record when its batch was written: now minus the Kafka timestamp.",
+    ["connector", "topic"],
+    buckets=_AGE_BUCKETS,
+    registry=REGISTRY,
+)
+END_OFFSET = Gauge(
+    "connector_end_offset",
+    "End offset (next offset to be produced) per assigned partition.",
+    ["connector", "topic", "partition"],
+    registry=REGISTRY,
+)
+CONSUMER_LAG = Gauge(
+    "connector_consumer_lag",
+    "Records behind per assigned partition: end offset minus committed offset.",
+    ["connector", "topic", "partition"],
+    registry=REGISTRY,
+)
+OFFSET_FETCH_FAILURES = Counter(
+    "connector_offset_fetch_failures",
+    "Times the health sampler could not read committed or end offsets from the broker.",
+    ["connector"],
+    registry=REGISTRY,
+)
+PAUSED_PARTITIONS = Gauge(
+    "connector_paused_partitions",
+    "Partitions paused while a failed write or dead-letter send is retried.",
+    ["connector"],
+    registry=REGISTRY,
+)
+WRITER_IN_FLIGHT = Gauge(
+    "connector_writer_in_flight_entries",
+    "Entries handed to the writer and not yet acknowledged.",
+    ["connector", "writer"],
     registry=REGISTRY,
 )

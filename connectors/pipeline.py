@@ -15,6 +15,7 @@ from typing import TypeVar
 from google.protobuf import descriptor_pool
 
 from connectors.config import (
+    DeadLetterSettings,
     KafkaSettings,
     RetrySettings,
     RuntimeSettings,
@@ -53,10 +54,15 @@ class Pipeline:
     chain: Chain
     retry: RetrySettings
     shutdown: ShutdownSettings
+    dead_letter: DeadLetterSettings
 
     @property
     def name(self) -> str:
         return self.runtime.connector_name
+
+    @property
+    def dlq_topic(self) -> str:
+        return self.dead_letter.topic or f"{self.runtime.connector_name}.dlq"
 
     @property
     def group_id(self) -> str:
@@ -75,6 +81,13 @@ class Pipeline:
         chain = " -> ".join(self.chain.names) if self.chain.names else "(pass-through)"
         lines.append(f"transforms: {chain}")
         lines.append(f"writer:    {self.writer.name} ({self.writer_settings.describe()})")
+        errors = (
+            f"dead letters to {self.dlq_topic} (stop if more than "
+            f"{self.dead_letter.max_ratio:.0%} of the last {self.dead_letter.window} records)"
+            if self.runtime.on_error == "dlq"
+            else "stop at the first poison record (ON_ERROR=fail)"
+        )
+        lines.append(f"on error:  {errors}")
         lines.append(
             f"batches:   up to {self.runtime.batch_max_messages} messages or "
             f"{self.runtime.batch_max_wait_ms} ms; metrics on port {self.runtime.metrics_port}"
@@ -89,10 +102,12 @@ def resolve(environ: Mapping[str, str]) -> Pipeline:
     kafka = load(KafkaSettings, environ, problems)
     retry = load(RetrySettings, environ, problems)
     shutdown = load(ShutdownSettings, environ, problems)
+    dead_letter = load(DeadLetterSettings, environ, problems)
     topics_known = True
     if runtime is None:
         runtime, topics_known = _partial_runtime(environ, problems)
 
+    _import("TRANSFORM_MODULES", runtime.transform_modules, problems)
     reader = _lookup(READERS, "READER", runtime.reader, problems)
     writer = _lookup(WRITERS, "WRITER", runtime.writer, problems)
     reader_settings: Settings | None = None
@@ -109,6 +124,7 @@ def resolve(environ: Mapping[str, str]) -> Pipeline:
         or kafka is None
         or retry is None
         or shutdown is None
+        or dead_letter is None
         or reader is None
         or writer is None
         or reader_settings is None
@@ -127,6 +143,7 @@ def resolve(environ: Mapping[str, str]) -> Pipeline:
         chain,
         retry,
         shutdown,
+        dead_letter,
     )
 
 
@@ -170,7 +187,6 @@ def _import(variable: str, modules: tuple[str, ...], problems: list[Problem]) ->
 
 
 def _chain(runtime: RuntimeSettings, problems: list[Problem]) -> Chain:
-    _import("TRANSFORM_MODULES", runtime.transform_modules, problems)
     steps = []
     for name in runtime.transforms:
         try:
@@ -182,6 +198,11 @@ def _chain(runtime: RuntimeSettings, problems: list[Problem]) -> Chain:
         except Exception as exc:  # noqa: BLE001 - a broken entry point is a config problem
             problems.append(Problem("TRANSFORMS", f"a loadable transform ({exc})", name))
     return Chain(tuple(steps))
+
+
+def contracts_for(runtime: RuntimeSettings, problems: list[Problem]) -> Contracts | None:
+    """The topic contracts alone, for tools that encode or decode without a pipeline."""
+    return _contracts(runtime, problems)
 
 
 def _contracts(runtime: RuntimeSettings, problems: list[Problem]) -> Contracts | None:

@@ -40,6 +40,14 @@ class Reader(Protocol):
     async def positions(self, partitions: set[TopicPartition]) -> dict[TopicPartition, int]:
         """The next offset the reader will return for each partition."""
 
+    async def keepalive(self, seconds: float) -> None:
+        """Pause every assigned partition and poll for `seconds` without returning records,
+        so the group keeps us while a write is retried; records polled meanwhile are not
+        lost (the position is rewound to them)."""
+
+    def resume(self) -> None:
+        """Undo `keepalive`'s pause once the retried call succeeded."""
+
     async def close(self) -> None: ...
 
 

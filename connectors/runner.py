@@ -17,20 +17,26 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any, TypeVar
 
 from connectors import metrics
 from connectors.accumulator import Accumulator
+from connectors.dead_letters import Breaker, DeadLetter, DeadLetterSink, KafkaDeadLetters
 from connectors.errors import FatalError, PoisonError, RetriableError
 from connectors.pipeline import Pipeline
 from connectors.progress import CatchUp
 from connectors.reader import Reader, ReaderContext
-from connectors.records import Batch, Entry, TopicPartition, WriteBatch
+from connectors.records import Batch, Entry, Record, TopicPartition, WriteBatch
 from connectors.writer import Writer, WriterContext, flush_policy
 
 _log = logging.getLogger("connectors.runner")
 
 T = TypeVar("T")
+
+
+def _position(record: Record) -> tuple[str, int, int]:
+    return (record.topic, record.partition, record.offset)
 
 
 class _Abandoned(Exception):  # noqa: N818 - control flow, never escapes this module
@@ -46,6 +52,7 @@ class Runner:
         report: Callable[[str], None] | None = None,
         reader: Reader | None = None,
         writer: Writer | None = None,
+        dead_letters: DeadLetterSink | None = None,
     ) -> None:
         self.pipeline = pipeline
         runtime = pipeline.runtime
@@ -61,6 +68,10 @@ class Runner:
         self.writer: Writer = writer or pipeline.writer.build(
             pipeline.writer_settings, WriterContext(connector_name=runtime.connector_name)
         )
+        self.dead_letters: DeadLetterSink = dead_letters or KafkaDeadLetters(
+            pipeline.kafka, pipeline.dlq_topic, runtime.connector_name
+        )
+        self._breaker = Breaker(pipeline.dead_letter.max_ratio, pipeline.dead_letter.window)
         self._catch_up = CatchUp(self.reader, report) if until_caught_up else None
         self._pending = Accumulator(flush_policy(self.writer))
         self._in_flight = asyncio.Lock()
@@ -86,12 +97,14 @@ class Runner:
     async def run(self) -> None:
         await self.writer.start()
         try:
+            await self.dead_letters.start()
             await self.reader.start(self._on_revoke)
             try:
                 await self._loop()
             finally:
                 await self.reader.close()
         finally:
+            await self.dead_letters.close()
             await self.writer.close()
 
     async def _loop(self) -> None:
@@ -120,19 +133,21 @@ class Runner:
             await self._process(batch)
 
     async def _process(self, batch: Batch) -> None:
-        """Write then commit one batch; raises _Abandoned when a stop request ended it."""
+        """Write, dead-letter, then commit one batch; raises _Abandoned on a stop request."""
         name = self._name
         metrics.BATCH_SIZE.labels(name).observe(len(batch))
         for record in batch.records:
             metrics.RECORDS_IN.labels(name, record.topic).inc()
-        write_batch = self._transform(batch)
+        write_batch, letters = self._transform(batch)
 
         started = time.perf_counter()
-        await self._retrying("write", lambda: self.writer.write(write_batch))
+        write_batch = await self._write(write_batch, letters)
         metrics.STAGE_SECONDS.labels(name, "write").observe(time.perf_counter() - started)
         metrics.ENTRIES_WRITTEN.labels(name, self.pipeline.writer.name).inc(
             len(write_batch.entries)
         )
+        if letters:
+            await self._retrying("dead_letter", lambda: self.dead_letters.send(letters))
 
         offsets = batch.next_offsets
         started = time.perf_counter()
@@ -145,37 +160,81 @@ class Runner:
             metrics.LAST_COMMIT_TIME.labels(name, topic, str(partition)).set(now)
         self.committed.update(offsets)
 
-    def _transform(self, batch: Batch) -> WriteBatch:
+    async def _write(self, write_batch: WriteBatch, letters: list[DeadLetter]) -> WriteBatch:
+        """Write until it succeeds; records the writer rejects for good become dead letters
+        and the rest is written again without them."""
+        while True:
+            try:
+                await self._retrying("write", partial(self.writer.write, write_batch))
+            except PoisonError as exc:
+                if exc.record is None:
+                    raise FatalError(
+                        f"writer rejected a batch without naming a record: {exc}"
+                    ) from exc
+                rejected = _position(exc.record)
+                letters.append(self._poison(exc.record, exc))
+                write_batch = WriteBatch(
+                    write_batch.batch,
+                    tuple(e for e in write_batch.entries if _position(e.source) != rejected),
+                )
+                continue
+            return write_batch
+
+    def _transform(self, batch: Batch) -> tuple[WriteBatch, list[DeadLetter]]:
         contracts, chain, name = self.pipeline.contracts, self.pipeline.chain, self._name
         decode_s = 0.0
         transform_s = 0.0
         entries: list[Entry] = []
+        letters: list[DeadLetter] = []
+        breaker = self._breaker
         for record in batch.records:
             t0 = time.perf_counter()
             try:
                 message = contracts.decode(record)
                 t1 = time.perf_counter()
                 entries.extend(chain.apply(record, message))
+                breaker.record(False)
             except PoisonError as exc:
-                metrics.RECORDS_FAILED.labels(name, exc.stage).inc()
-                raise FatalError(
-                    f"{exc.stage} failed for {record.topic}[{record.partition}]@{record.offset}: "
-                    f"{exc}; nothing committed past it"
-                ) from exc
+                t1 = time.perf_counter()
+                letters.append(self._poison(record, exc))
             t2 = time.perf_counter()
             decode_s += t1 - t0
             transform_s += t2 - t1
         metrics.STAGE_SECONDS.labels(name, "decode").observe(decode_s)
         metrics.STAGE_SECONDS.labels(name, "transform").observe(transform_s)
-        return WriteBatch(batch, tuple(entries))
+        return WriteBatch(batch, tuple(entries)), letters
+
+    def _poison(self, record: Record, exc: PoisonError) -> DeadLetter:
+        """A dead letter for `record`, unless poison must stop the connector."""
+        where = f"{record.topic}[{record.partition}]@{record.offset}"
+        metrics.RECORDS_FAILED.labels(self._name, exc.stage).inc()
+        if self.pipeline.runtime.on_error == "fail":
+            raise FatalError(
+                f"{exc.stage} failed for {where}: {exc}; ON_ERROR=fail, nothing committed past it"
+            ) from exc
+        self._breaker.record(True)
+        if self._breaker.tripped:
+            settings = self.pipeline.dead_letter
+            raise FatalError(
+                f"more than {settings.max_ratio:.0%} of the last {settings.window} records are "
+                f"poison (last: {exc.stage} at {where}: {exc}); stopping instead of "
+                f"dead-lettering the topic, nothing committed past it"
+            ) from exc
+        _log.warning("dead-lettering %s (%s): %s", where, exc.stage, exc)
+        cause = exc.__cause__ if exc.__cause__ is not None else exc
+        return DeadLetter(record, exc.stage, type(cause).__name__, str(exc))
 
     async def _retrying(self, stage: str, call: Callable[[], Awaitable[T]]) -> T:
-        """`call()` until it succeeds; raises _Abandoned when a stop request ends the wait."""
+        """`call()` until it succeeds; raises _Abandoned when a stop request ends the wait.
+
+        While waiting, the reader is paused but keeps polling, so the group sees a live
+        member (no rebalance) and nothing new is fetched into memory.
+        """
         retry = self.pipeline.retry
         attempt = 0
         while True:
             try:
-                return await call()
+                result = await call()
             except RetriableError as exc:
                 attempt += 1
                 if retry.max_attempts and attempt >= retry.max_attempts:
@@ -189,15 +248,27 @@ class Runner:
                 _log.warning(
                     "%s failed (attempt %d), retrying in %.2fs: %s", stage, attempt, delay, exc
                 )
-                if await self._wait_for_stop(delay):
+                if await self._wait_for_stop(delay, keep_polling=stage != "poll"):
                     raise _Abandoned from exc
+            else:
+                if attempt and stage != "poll":
+                    self.reader.resume()
+                return result
 
-    async def _wait_for_stop(self, seconds: float) -> bool:
-        try:
-            await asyncio.wait_for(self._stopping.wait(), timeout=seconds)
-        except TimeoutError:
-            return False
-        return True
+    async def _wait_for_stop(self, seconds: float, keep_polling: bool = False) -> bool:
+        """Wait `seconds` or until a stop request (True); poll paused meanwhile if asked."""
+        deadline = time.monotonic() + seconds
+        while (remaining := deadline - time.monotonic()) > 0:
+            if self._stopping.is_set():
+                return True
+            if keep_polling:
+                await self.reader.keepalive(min(remaining, 0.5))
+            else:
+                try:
+                    await asyncio.wait_for(self._stopping.wait(), timeout=remaining)
+                except TimeoutError:
+                    return False
+        return self._stopping.is_set()
 
 
 async def run_until_stopped(runner: Runner, grace_s: float) -> Any:

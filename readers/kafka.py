@@ -144,6 +144,23 @@ class KafkaReader:
                 raise _as_ours(exc) from exc
         return found
 
+    async def keepalive(self, seconds: float) -> None:
+        consumer = self.consumer
+        consumer.pause(*consumer.assignment())
+        try:
+            fetched = await consumer.getmany(timeout_ms=int(seconds * 1000), max_records=1)
+        except kafka_errors.KafkaError as exc:
+            raise _as_ours(exc) from exc
+        for tp, messages in fetched.items():
+            # A partition assigned while paused was not paused yet: rewind to what it gave.
+            if messages:
+                consumer.seek(tp, messages[0].offset)
+                consumer.pause(tp)
+
+    def resume(self) -> None:
+        consumer = self.consumer
+        consumer.resume(*consumer.assignment())
+
     async def close(self) -> None:
         if self._consumer is not None:
             await self._consumer.stop()

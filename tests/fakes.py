@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import asyncio
+from collections.abc import Mapping, Sequence
 
 from connectors import Batch, Record, RetriableError, TopicPartition, WriteBatch
+from connectors.dead_letters import DeadLetter
 from connectors.reader import OnRevoke
 
 
@@ -23,6 +25,8 @@ class MemoryReader:
                 self._positions.setdefault(tp, 0)
         self.on_revoke: OnRevoke | None = None
         self.closed = False
+        self.keepalives = 0
+        self.resumes = 0
 
     async def start(self, on_revoke: OnRevoke) -> None:
         self.on_revoke = on_revoke
@@ -46,6 +50,13 @@ class MemoryReader:
 
     async def positions(self, partitions: set[TopicPartition]) -> dict[TopicPartition, int]:
         return {tp: self._positions[tp] for tp in partitions}
+
+    async def keepalive(self, seconds: float) -> None:
+        self.keepalives += 1
+        await asyncio.sleep(seconds)
+
+    def resume(self) -> None:
+        self.resumes += 1
 
     async def close(self) -> None:
         self.closed = True
@@ -86,6 +97,20 @@ class MemoryWriter:
 
     async def close(self) -> None:
         self.events.append("close")
+
+
+class MemoryDeadLetters:
+    def __init__(self) -> None:
+        self.letters: list[DeadLetter] = []
+
+    async def start(self) -> None:
+        return None
+
+    async def send(self, letters: Sequence[DeadLetter]) -> None:
+        self.letters.extend(letters)
+
+    async def close(self) -> None:
+        return None
 
 
 def retriable(message: str = "down") -> RetriableError:

@@ -46,7 +46,11 @@ BAD: list[tuple[str, dict[str, str | None], str]] = [
     ("negative wait", {"BATCH_MAX_WAIT_MS": "-1"}, "BATCH_MAX_WAIT_MS"),
     ("bad KV_URL scheme", {"KV_URL": "postgres://db/kv"}, "KV_URL"),
     ("lmdb without path", {"KV_URL": "lmdb:"}, "KV_URL"),
-    ("missing descriptor file", {"PROTO_DESCRIPTOR_SET": "/nonexistent.binpb"}, "PROTO_DESCRIPTOR_SET"),
+    (
+        "missing descriptor file",
+        {"PROTO_DESCRIPTOR_SET": "/nonexistent.binpb"},
+        "PROTO_DESCRIPTOR_SET",
+    ),
     ("not a descriptor set", {"PROTO_DESCRIPTOR_SET": __file__}, "PROTO_DESCRIPTOR_SET"),
     ("unimportable module", {"TRANSFORM_MODULES": "no.such.module"}, "TRANSFORM_MODULES"),
     ("bad bootstrap", {"KAFKA_BOOTSTRAP_SERVERS": "localhost"}, "KAFKA_BOOTSTRAP_SERVERS"),

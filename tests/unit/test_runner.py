@@ -9,7 +9,7 @@ import pytest
 from connectors import FatalError, Record
 from connectors.pipeline import Pipeline, resolve
 from connectors.runner import Runner
-from tests.fakes import MemoryReader, MemoryWriter, retriable
+from tests.fakes import MemoryDeadLetters, MemoryReader, MemoryWriter, retriable
 
 BASE = {
     "CONNECTOR_NAME": "unit",
@@ -31,6 +31,22 @@ def records(partition: int, start: int, count: int, topic: str = "raw") -> list[
     ]
 
 
+def make_runner(
+    pipe: Pipeline,
+    reader: MemoryReader,
+    writer: MemoryWriter,
+    until_caught_up: bool = True,
+    letters: MemoryDeadLetters | None = None,
+) -> Runner:
+    return Runner(
+        pipe,
+        until_caught_up=until_caught_up,
+        reader=reader,
+        writer=writer,
+        dead_letters=letters or MemoryDeadLetters(),
+    )
+
+
 async def run(runner: Runner) -> None:
     await asyncio.wait_for(runner.run(), timeout=10)
 
@@ -38,7 +54,7 @@ async def run(runner: Runner) -> None:
 async def test_commits_each_batch_after_its_write() -> None:
     reader = MemoryReader([records(0, 0, 3), records(1, 0, 2), records(0, 3, 2)])
     writer = MemoryWriter()
-    await run(Runner(pipeline(), until_caught_up=True, reader=reader, writer=writer))
+    await run(make_runner(pipeline(), reader, writer))
     assert reader.commits == [{("raw", 0): 3}, {("raw", 1): 2}, {("raw", 0): 5}]
     assert [len(w.entries) for w in writer.writes] == [3, 2, 2]
     assert writer.store[b"k0-4"] == b"v4"
@@ -49,7 +65,7 @@ async def test_commits_each_batch_after_its_write() -> None:
 async def test_retriable_write_is_retried_and_committed_once() -> None:
     reader = MemoryReader([records(0, 0, 4)])
     writer = MemoryWriter(failures=[retriable(), retriable()])
-    await run(Runner(pipeline(), until_caught_up=True, reader=reader, writer=writer))
+    await run(make_runner(pipeline(), reader, writer))
     assert reader.commits == [{("raw", 0): 4}]
     assert len(writer.writes) == 1
 
@@ -58,7 +74,7 @@ async def test_fatal_write_commits_nothing() -> None:
     reader = MemoryReader([records(0, 0, 2), records(0, 2, 2)])
     writer = MemoryWriter(failures=[FatalError("bad credentials")])
     with pytest.raises(FatalError, match="bad credentials"):
-        await run(Runner(pipeline(), until_caught_up=True, reader=reader, writer=writer))
+        await run(make_runner(pipeline(), reader, writer))
     assert reader.commits == []
     assert reader.closed
 
@@ -66,9 +82,7 @@ async def test_fatal_write_commits_nothing() -> None:
 async def test_retries_exhausted_become_fatal_without_commit() -> None:
     reader = MemoryReader([records(0, 0, 2)])
     writer = MemoryWriter(failures=[retriable()] * 5)
-    runner = Runner(
-        pipeline(RETRY_MAX_ATTEMPTS="3"), until_caught_up=True, reader=reader, writer=writer
-    )
+    runner = make_runner(pipeline(RETRY_MAX_ATTEMPTS="3"), reader, writer)
     with pytest.raises(FatalError, match="after 3 attempts"):
         await run(runner)
     assert reader.commits == []
@@ -77,8 +91,8 @@ async def test_retries_exhausted_become_fatal_without_commit() -> None:
 async def test_stop_while_retrying_abandons_the_batch_uncommitted() -> None:
     reader = MemoryReader([records(0, 0, 2)])
     writer = MemoryWriter(failures=[retriable()] * 1000)
-    runner = Runner(
-        pipeline(RETRY_INITIAL_MS="50", RETRY_MAX_MS="50"), reader=reader, writer=writer
+    runner = make_runner(
+        pipeline(RETRY_INITIAL_MS="50", RETRY_MAX_MS="50"), reader, writer, until_caught_up=False
     )
     task = asyncio.create_task(runner.run())
 
@@ -93,17 +107,18 @@ async def test_stop_while_retrying_abandons_the_batch_uncommitted() -> None:
     assert reader.closed
 
 
-async def test_poison_record_stops_without_committing_it() -> None:
+async def test_on_error_fail_stops_at_poison_without_committing_it() -> None:
     env = {
         "TOPIC_SCHEMAS": "raw=edge.v1.ZoneSettingsChanged",
         "PROTO_MODULES": "transforms.proto.edge",
+        "ON_ERROR": "fail",
     }
     good = records(0, 0, 1)
     bad = [Record("raw", 0, 1, b"k", b"\xff\xff\xff")]
     reader = MemoryReader([[Record("raw", 0, 0, b"k", b"")], bad, good])
     writer = MemoryWriter()
     with pytest.raises(FatalError, match=r"decode failed for raw\[0\]@1"):
-        await run(Runner(pipeline(**env), until_caught_up=True, reader=reader, writer=writer))
+        await run(make_runner(pipeline(**env), reader, writer))
     assert reader.committed == {("raw", 0): 1}
 
 
@@ -120,7 +135,7 @@ async def test_revocation_waits_for_the_batch_in_flight() -> None:
 
     reader = MemoryReader([records(0, 0, 2)])
     writer = SlowWriter()
-    runner = Runner(pipeline(), until_caught_up=True, reader=reader, writer=writer)
+    runner = make_runner(pipeline(), reader, writer)
     task = asyncio.create_task(runner.run())
     while order != ["write-start"]:
         await asyncio.sleep(0.001)
@@ -133,4 +148,68 @@ async def test_revocation_waits_for_the_batch_in_flight() -> None:
     order.append("revoked")
     await asyncio.wait_for(task, timeout=5)
     assert order == ["write-start", "write-end", "revoked"]
+    assert reader.commits == [{("raw", 0): 2}]
+
+
+EDGE = {
+    "TOPIC_SCHEMAS": "raw=edge.v1.ZoneSettingsChanged",
+    "PROTO_MODULES": "transforms.proto.edge",
+}
+
+
+async def test_poison_goes_to_dead_letters_and_the_rest_is_written() -> None:
+    from transforms.proto.edge import ZoneSettingsChanged
+
+    good = ZoneSettingsChanged(zone_id="z1").SerializeToString()
+    batch = [
+        Record("raw", 0, 0, b"a", good),
+        Record("raw", 0, 1, b"b", b"\xff\xff\xff", (("trace", b"t1"),), 123),
+        Record("raw", 0, 2, b"c", good),
+    ]
+    reader, writer, letters = MemoryReader([batch]), MemoryWriter(), MemoryDeadLetters()
+    await run(make_runner(pipeline(**EDGE), reader, writer, letters=letters))
+    assert set(writer.store) == {b"a", b"c"}
+    (letter,) = letters.letters
+    assert (letter.record.offset, letter.stage, letter.error_class) == (1, "decode", "DecodeError")
+    headers = dict(letter.headers("unit"))
+    assert headers["trace"] == b"t1"
+    assert headers["dlq.original.offset"] == b"1" and headers["dlq.original.topic"] == b"raw"
+    assert headers["dlq.original.timestamp"] == b"123" and headers["dlq.connector"] == b"unit"
+    assert reader.commits == [{("raw", 0): 3}]
+
+
+async def test_writer_rejection_dead_letters_that_record_only() -> None:
+    from connectors import PoisonError
+
+    batch = records(0, 0, 3)
+
+    class Picky(MemoryWriter):
+        async def write(self, wb):  # type: ignore[no-untyped-def]
+            for entry in wb.entries:
+                if entry.key == b"k0-1":
+                    raise PoisonError("write", "422 unprocessable", entry.source)
+            await super().write(wb)
+
+    reader, writer, letters = MemoryReader([batch]), Picky(), MemoryDeadLetters()
+    await run(make_runner(pipeline(), reader, writer, letters=letters))
+    assert set(writer.store) == {b"k0-0", b"k0-2"}
+    assert [(lt.record.offset, lt.stage) for lt in letters.letters] == [(1, "write")]
+    assert reader.commits == [{("raw", 0): 3}]
+
+
+async def test_breaker_stops_instead_of_dead_lettering_a_topic() -> None:
+    bad = [Record("raw", 0, o, b"k", b"\xff\xff") for o in range(200)]
+    reader, writer, letters = MemoryReader([bad]), MemoryWriter(), MemoryDeadLetters()
+    env = {**EDGE, "DLQ_MAX_RATIO": "0.5", "DLQ_WINDOW": "100"}
+    with pytest.raises(FatalError, match="more than 50% of the last 100 records are poison"):
+        await run(make_runner(pipeline(**env), reader, writer, letters=letters))
+    assert reader.commits == [] and letters.letters == [] and writer.writes == []
+
+
+async def test_retrying_keeps_polling_paused_then_resumes() -> None:
+    reader = MemoryReader([records(0, 0, 2)])
+    writer = MemoryWriter(failures=[retriable(), retriable(), retriable()])
+    runner = make_runner(pipeline(RETRY_INITIAL_MS="20", RETRY_MAX_MS="20"), reader, writer)
+    await run(runner)
+    assert reader.keepalives >= 1 and reader.resumes == 1
     assert reader.commits == [{("raw", 0): 2}]

@@ -68,7 +68,11 @@ def test_context_carries_where_the_record_came_from() -> None:
     chain(look).apply(RECORD, b"")
     (ctx,) = got
     assert (ctx.topic, ctx.partition, ctx.offset, ctx.key, ctx.timestamp_ms) == (
-        "t", 2, 41, b"key", 1_700_000_000_000,
+        "t",
+        2,
+        41,
+        b"key",
+        1_700_000_000_000,
     )
 
 

@@ -1,0 +1,147 @@
+"""Dead letters: poison records set aside on a Kafka topic, with why and where from.
+
+A dead letter keeps the original key, value and headers, and adds `dlq.*` headers naming
+the stage that failed, the error, and the record's origin, so that `connector dlq replay`
+can send it back once the cause is fixed. Dead letters are flushed (acks=all) before the
+batch's offsets are committed: a record is either written, dead-lettered, or replayed.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from aiokafka import AIOKafkaProducer
+from aiokafka import errors as kafka_errors
+
+from connectors.config import KafkaSettings
+from connectors.errors import FatalError, RetriableError
+from connectors.records import Record
+
+PREFIX = "dlq."
+H_STAGE = "dlq.stage"
+H_ERROR_CLASS = "dlq.error.class"
+H_ERROR_MESSAGE = "dlq.error.message"
+H_TOPIC = "dlq.original.topic"
+H_PARTITION = "dlq.original.partition"
+H_OFFSET = "dlq.original.offset"
+H_TIMESTAMP = "dlq.original.timestamp"
+H_CONNECTOR = "dlq.connector"
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    record: Record
+    stage: str
+    error_class: str
+    message: str
+
+    def headers(self, connector: str) -> list[tuple[str, bytes]]:
+        r = self.record
+        own = [(k, v) for k, v in r.headers if not k.startswith(PREFIX)]
+        return own + [
+            (H_STAGE, self.stage.encode()),
+            (H_ERROR_CLASS, self.error_class.encode()),
+            (H_ERROR_MESSAGE, self.message[:4000].encode("utf-8", "replace")),
+            (H_TOPIC, r.topic.encode()),
+            (H_PARTITION, str(r.partition).encode()),
+            (H_OFFSET, str(r.offset).encode()),
+            (H_TIMESTAMP, str(r.timestamp_ms).encode()),
+            (H_CONNECTOR, connector.encode()),
+        ]
+
+
+class DeadLetterSink(Protocol):
+    async def start(self) -> None: ...
+
+    async def send(self, letters: Sequence[DeadLetter]) -> None:
+        """Store every letter durably or raise FatalError."""
+
+    async def close(self) -> None: ...
+
+
+class KafkaDeadLetters:
+    """Dead letters produced to `topic` with the idempotent producer and acks=all."""
+
+    def __init__(self, settings: KafkaSettings, topic: str, connector: str) -> None:
+        self.topic = topic
+        self._connector = connector
+        self._settings = settings
+        self._producer: AIOKafkaProducer | None = None
+
+    async def start(self) -> None:
+        """Nothing connects until the first dead letter: most connectors never need one."""
+
+    async def _ready(self) -> AIOKafkaProducer:
+        if self._producer is None:
+            producer = AIOKafkaProducer(
+                bootstrap_servers=self._settings.bootstrap_servers,
+                client_id=f"{self._connector}-dlq",
+                enable_idempotence=True,
+                acks="all",
+            )
+            try:
+                await producer.start()
+            except kafka_errors.KafkaError as exc:
+                await producer.stop()
+                raise RetriableError(f"dead-letter producer cannot connect: {exc}") from exc
+            self._producer = producer
+        return self._producer
+
+    async def send(self, letters: Sequence[DeadLetter]) -> None:
+        if not letters:
+            return
+        producer = await self._ready()
+        try:
+            futures = [
+                await producer.send(
+                    self.topic,
+                    value=letter.record.value,
+                    key=letter.record.key,
+                    headers=letter.headers(self._connector),
+                )
+                for letter in letters
+            ]
+            for future in futures:
+                await future
+        except (kafka_errors.KafkaTimeoutError, kafka_errors.KafkaConnectionError) as exc:
+            raise RetriableError(f"dead-letter topic {self.topic!r} unreachable: {exc}") from exc
+        except kafka_errors.KafkaError as exc:
+            raise FatalError(
+                f"dead-letter topic {self.topic!r} cannot be written: {type(exc).__name__}: {exc}"
+            ) from exc
+
+    async def close(self) -> None:
+        if self._producer is not None:
+            await self._producer.stop()
+            self._producer = None
+
+
+class Breaker:
+    """Trips when more than `max_ratio` of the last `window` records were poison.
+
+    It waits for a tenth of the window (at least 10 records) before judging, so the first
+    bad record of a run does not count as 100 % poison.
+    """
+
+    def __init__(self, max_ratio: float, window: int) -> None:
+        self._max_ratio = max_ratio
+        self._outcomes: deque[bool] = deque(maxlen=window)
+        self._poison = 0
+        self._min = max(10, window // 10)
+
+    def record(self, poison: bool) -> None:
+        if len(self._outcomes) == self._outcomes.maxlen and self._outcomes[0]:
+            self._poison -= 1
+        self._outcomes.append(poison)
+        self._poison += poison
+
+    @property
+    def ratio(self) -> float:
+        return self._poison / len(self._outcomes) if self._outcomes else 0.0
+
+    @property
+    def tripped(self) -> bool:
+        return len(self._outcomes) >= self._min and self.ratio > self._max_ratio
