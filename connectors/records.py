@@ -10,14 +10,17 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 Headers = tuple[tuple[str, bytes], ...]
 
 
-@dataclass(frozen=True, slots=True)
-class Record:
-    """One Kafka message as read, before decoding. Immutable: transforms never change it."""
+class Record(NamedTuple):
+    """One Kafka message as read, before decoding. Immutable: transforms never change it.
+
+    A named tuple rather than a frozen dataclass: one is built per message on the hot path,
+    and a tuple is several times cheaper to build.
+    """
 
     topic: str
     partition: int
@@ -63,8 +66,7 @@ class Batch:
         return len(self.records)
 
 
-@dataclass(frozen=True, slots=True)
-class Entry:
+class Entry(NamedTuple):
     """What a writer stores: a key and a value, or a deletion when `value` is None.
 
     `message` keeps the decoded protobuf (when there was one) for writers that render

@@ -136,8 +136,11 @@ class Runner:
         """Write, dead-letter, then commit one batch; raises _Abandoned on a stop request."""
         name = self._name
         metrics.BATCH_SIZE.labels(name).observe(len(batch))
+        per_topic: dict[str, int] = {}
         for record in batch.records:
-            metrics.RECORDS_IN.labels(name, record.topic).inc()
+            per_topic[record.topic] = per_topic.get(record.topic, 0) + 1
+        for topic, count in per_topic.items():
+            metrics.RECORDS_IN.labels(name, topic).inc(count)
         write_batch, letters = self._transform(batch)
 
         started = time.perf_counter()

@@ -18,8 +18,8 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, replace
-from typing import Any, Protocol, TypeVar
+from dataclasses import dataclass
+from typing import Any, NamedTuple, Protocol, TypeVar
 
 from google.protobuf.message import Message
 
@@ -30,8 +30,7 @@ from connectors.registry import Registry
 _log = logging.getLogger("connectors.transform")
 
 
-@dataclass(frozen=True, slots=True)
-class TransformContext:
+class TransformContext(NamedTuple):
     """Where the message came from; the same object for every transform in a chain."""
 
     topic: str
@@ -45,13 +44,13 @@ class TransformContext:
     @classmethod
     def of(cls, record: Record) -> TransformContext:
         return cls(
-            topic=record.topic,
-            partition=record.partition,
-            offset=record.offset,
-            key=record.key,
-            headers=record.headers,
-            timestamp_ms=record.timestamp_ms,
-            logger=_log,
+            record.topic,
+            record.partition,
+            record.offset,
+            record.key,
+            record.headers,
+            record.timestamp_ms,
+            _log,
         )
 
 
@@ -126,22 +125,27 @@ class Chain:
 
     def apply(self, record: Record, message: Any) -> list[Entry]:
         """The entries for one record; raises PoisonError when a transform raises."""
-        if not self.steps:
+        steps = self.steps
+        if not steps:
             return [Entry(record, record.key, record.value, message, record.headers)]
         ctx = TransformContext.of(record)
         pending: list[tuple[bytes | None, Any]] = [(record.key, message)]
         entries: list[Entry] = []
-        for name, fn in self.steps:
+        last = len(steps) - 1
+        for index, (name, fn) in enumerate(steps):
             produced: list[tuple[bytes | None, Any]] = []
             for key, value in pending:
-                step_ctx = ctx if key == ctx.key else replace(ctx, key=key)
+                step_ctx = ctx if key == ctx.key else ctx._replace(key=key)
                 try:
-                    outputs = list(_results(fn(value, step_ctx)))
+                    result = fn(value, step_ctx)
                 except Exception as exc:
                     raise PoisonError(
                         f"transform:{name}", f"{type(exc).__name__}: {exc}", record
                     ) from exc
-                for out in outputs:
+                if index == last and type(result) is Put:  # the common case, kept cheap
+                    entries.append(_entry(record, _key_bytes(result.key), result.value))
+                    continue
+                for out in _results(result):
                     if isinstance(out, Delete):
                         entries.append(Entry(record, _key_bytes(out.key), None))
                     elif isinstance(out, Put):
@@ -150,6 +154,10 @@ class Chain:
                         produced.append((key, out))
             pending = produced
         for key, value in pending:
-            msg = value if isinstance(value, Message) else None
-            entries.append(Entry(record, key, _as_bytes(value), msg))
+            entries.append(_entry(record, key, value))
         return entries
+
+
+def _entry(record: Record, key: bytes | None, value: Any) -> Entry:
+    message = value if isinstance(value, Message) else None
+    return Entry(record, key, _as_bytes(value), message)
