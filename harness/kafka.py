@@ -349,6 +349,19 @@ async def list_topics_async(bootstrap: str, *, request_timeout: float = 5.0) -> 
         await admin.close()
 
 
+async def group_coordinator_ready_async(bootstrap: str, *, request_timeout: float = 5.0) -> None:
+    """Raise unless a group coordinator answers. The first lookup makes the broker create
+    `__consumer_offsets`; waiting for it here keeps consumers' first join quiet and fast."""
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=bootstrap, request_timeout_ms=int(request_timeout * 1000)
+    )
+    try:
+        await admin.start()
+        await admin.find_coordinator("harness-warmup")
+    finally:
+        await admin.close()
+
+
 async def _leaders_ready(admin: Any, name: str, partitions: int) -> bool:
     described = cast(list[dict[str, Any]], await admin.describe_topics([name]))
     for topic in described:
@@ -654,6 +667,9 @@ class KafkaBroker:
                 )
             try:
                 run_sync(lambda: list_topics_async(self.bootstrap, request_timeout=2.0), 5.0)
+                run_sync(
+                    lambda: group_coordinator_ready_async(self.bootstrap, request_timeout=2.0), 5.0
+                )
             except Exception as exc:  # noqa: BLE001 - any failure means "not yet"
                 last_error = exc
                 time.sleep(0.2)
