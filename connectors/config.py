@@ -7,11 +7,12 @@ mapping given to `load` and passed down.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -80,6 +81,11 @@ class RuntimeSettings(Settings):
     batch_max_messages: int = Field(500, ge=1, le=1_000_000, description="an integer 1-1000000")
     batch_max_wait_ms: int = Field(500, ge=0, le=600_000, description="milliseconds 0-600000")
     metrics_port: int = Field(9464, ge=0, le=65535, description="a TCP port 0-65535 (0: off)")
+    metrics_host: str = Field(
+        "0.0.0.0",  # noqa: S104 - Kubernetes probes and Prometheus reach the pod's IP
+        min_length=1,
+        description="an address to bind the metrics and health server to",
+    )
     on_error: Literal["dlq", "fail"] = Field(
         "dlq", description="dlq (poison goes to the dead-letter topic) or fail (stop)"
     )
@@ -143,10 +149,77 @@ class KafkaSettings(Settings):
     fetch_max_bytes: int = Field(52_428_800, ge=1024, description="bytes >= 1024")
     max_partition_fetch_bytes: int = Field(1_048_576, ge=1024, description="bytes >= 1024")
 
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT", description="PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL"
+    )
+    ssl_cafile: str | None = Field(None, description="path of a PEM CA bundle")
+    ssl_certfile: str | None = Field(None, description="path of a PEM client certificate")
+    ssl_keyfile: str | None = Field(None, description="path of the client certificate's key")
+    ssl_key_password: SecretStr | None = Field(None, description="the key's password")
+    ssl_check_hostname: bool = Field(True, description="true or false")
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = Field(
+        "PLAIN", description="PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512"
+    )
+    sasl_username: str | None = Field(None, description="a SASL user name")
+    sasl_password: SecretStr | None = Field(None, description="the SASL password")
+
     @field_validator("auto_offset_reset", mode="before")
     @classmethod
     def _lower(cls, value: Any) -> Any:
         return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("security_protocol", "sasl_mechanism", mode="before")
+    @classmethod
+    def _upper(cls, value: Any) -> Any:
+        return value.strip().upper() if isinstance(value, str) else value
+
+    @field_validator("ssl_cafile", "ssl_certfile", "ssl_keyfile")
+    @classmethod
+    def _readable(cls, value: str | None) -> str | None:
+        if value is not None and not os.access(value, os.R_OK):
+            raise ValueError(f"a readable file; {value} is not")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> KafkaSettings:
+        if self.security_protocol.startswith("SASL_") and not (
+            self.sasl_username and self.sasl_password
+        ):
+            raise ValueError(
+                "KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD are required with "
+                f"KAFKA_SECURITY_PROTOCOL={self.security_protocol}"
+            )
+        if bool(self.ssl_certfile) != bool(self.ssl_keyfile):
+            raise ValueError("KAFKA_SSL_CERTFILE and KAFKA_SSL_KEYFILE go together")
+        return self
+
+    def client_options(self) -> dict[str, Any]:
+        """Connection options shared by every aiokafka client the runtime makes (the
+        reader, dead letters, the Kafka writer, tools), so all of them connect alike."""
+        options: dict[str, Any] = {
+            "bootstrap_servers": self.bootstrap_servers,
+            "security_protocol": self.security_protocol,
+        }
+        if self.security_protocol in ("SSL", "SASL_SSL"):
+            from aiokafka.helpers import create_ssl_context
+
+            context = create_ssl_context(
+                cafile=self.ssl_cafile,
+                certfile=self.ssl_certfile,
+                keyfile=self.ssl_keyfile,
+                password=(
+                    self.ssl_key_password.get_secret_value() if self.ssl_key_password else None
+                ),
+            )
+            context.check_hostname = self.ssl_check_hostname
+            options["ssl_context"] = context
+        if self.security_protocol.startswith("SASL_"):
+            options["sasl_mechanism"] = self.sasl_mechanism
+            options["sasl_plain_username"] = self.sasl_username
+            options["sasl_plain_password"] = (
+                self.sasl_password.get_secret_value() if self.sasl_password else None
+            )
+        return options
 
 
 S = TypeVar("S", bound=BaseSettings)
@@ -186,7 +259,7 @@ def load(model: type[S], environ: Mapping[str, str], problems: list[Problem]) ->
         return model(**fields)
     except ValidationError as exc:
         for error in exc.errors():
-            field = str(error["loc"][0]) if error["loc"] else ""
+            field = str(error["loc"][0]) if error["loc"] else _field_named_in(model, error["msg"])
             info = model.model_fields.get(field)
             variable = env_name(model, field)
             raw = _raw_value(model, field, environ)
@@ -197,6 +270,14 @@ def load(model: type[S], environ: Mapping[str, str], problems: list[Problem]) ->
             expected = f"{reason}; expected {hint}" if hint else reason
             problems.append(Problem(variable, expected, value))
         return None
+
+
+def _field_named_in(model: type[BaseSettings], message: str) -> str:
+    """The first of `model`'s variables a model-level error message names."""
+    for field in model.model_fields:
+        if env_name(model, field) in message:
+            return field
+    return ""
 
 
 def _raw_value(model: type[BaseSettings], field: str, environ: Mapping[str, str]) -> str | None:

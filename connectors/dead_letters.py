@@ -77,7 +77,7 @@ class KafkaDeadLetters:
     async def _ready(self) -> AIOKafkaProducer:
         if self._producer is None:
             producer = AIOKafkaProducer(
-                bootstrap_servers=self._settings.bootstrap_servers,
+                **self._settings.client_options(),
                 client_id=f"{self._connector}-dlq",
                 enable_idempotence=True,
                 acks="all",

@@ -50,9 +50,7 @@ def encode_lines(
 async def send_all(
     kafka: KafkaSettings, topic: str, records: list[tuple[bytes | None, bytes]], type_name: str
 ) -> None:
-    producer = AIOKafkaProducer(
-        bootstrap_servers=kafka.bootstrap_servers, enable_idempotence=True, acks="all"
-    )
+    producer = AIOKafkaProducer(**kafka.client_options(), enable_idempotence=True, acks="all")
     await producer.start()
     try:
         header = [(TYPE_HEADER, f"application/x-protobuf; messageType={type_name}".encode())]

@@ -26,14 +26,12 @@ async def replay(
 ) -> int:
     consumer = AIOKafkaConsumer(
         dlq_topic,
-        bootstrap_servers=kafka.bootstrap_servers,
+        **kafka.client_options(),
         group_id=group,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
     )
-    producer = AIOKafkaProducer(
-        bootstrap_servers=kafka.bootstrap_servers, enable_idempotence=True, acks="all"
-    )
+    producer = AIOKafkaProducer(**kafka.client_options(), enable_idempotence=True, acks="all")
     await consumer.start()
     await producer.start()
     sent = 0

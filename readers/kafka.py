@@ -69,7 +69,7 @@ class KafkaReader:
     async def start(self, on_revoke: OnRevoke) -> None:
         s = self._settings
         self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=s.bootstrap_servers,
+            **s.client_options(),
             group_id=s.group_id or self._context.connector_name,
             client_id=s.client_id or self._context.connector_name,
             enable_auto_commit=False,
