@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 
 from google.protobuf.json_format import MessageToDict
 
-from connectors import metrics, produce, replay
+from connectors import metrics, produce, replay, scaffold
 from connectors.config import RuntimeSettings, load
 from connectors.contracts import find_message_class, import_modules, load_descriptor_set
 from connectors.errors import ConfigError, ConnectorError, FatalError, Problem
@@ -73,7 +73,7 @@ def _serve_metrics(pipeline: Pipeline) -> None:
     port = pipeline.runtime.metrics_port
     metrics.BUILD.info({"package": package, "connector": pipeline.name})
     if port:
-        start_http_server(port, addr="0.0.0.0", registry=metrics.REGISTRY)  # noqa: S104
+        start_http_server(port, addr=pipeline.runtime.metrics_host, registry=metrics.REGISTRY)
 
 
 def _kv_view(environ: Mapping[str, str]) -> KeyValueView:
@@ -177,6 +177,7 @@ def parser() -> argparse.ArgumentParser:
     dump.set_defaults(handler=cmd_kv_dump)
     produce.add_parser(sub)
     replay.add_parser(sub)
+    scaffold.add_parser(sub)
     return top
 
 

@@ -66,3 +66,17 @@ async def test_key_prefix_isolates_connectors_sharing_a_store(tmp_path: Path) ->
     assert view_at(tmp_path, key_prefix="one/") == {b"k": b"1"}
     assert view_at(tmp_path, key_prefix="two/") == {b"k": b"2"}
     assert view_at(tmp_path) == {b"one/k": b"1", b"two/k": b"2"}
+
+
+async def test_entry_without_key_is_poison_not_a_silent_drop(tmp_path: Path) -> None:
+    import pytest
+
+    from connectors import PoisonError
+
+    store = await store_at(tmp_path)
+    keyless = Entry(Record("t", 0, 9, None, b"v"), None, b"v")
+    with pytest.raises(PoisonError) as caught:
+        await store.write(batch(entry(0, 8, b"a", b"1"), keyless))
+    assert caught.value.record == keyless.source
+    await store.close()
+    assert view_at(tmp_path) == {}

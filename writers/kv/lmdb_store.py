@@ -14,14 +14,15 @@ import lmdb
 
 from connectors import Entry, FatalError, RetriableError, WriteBatch
 from writers.kv import position
+from writers.kv.position import reject_keyless
 from writers.kv.settings import KVSettings, lmdb_path
 
 
 def open_env(settings: KVSettings, readonly: bool = False) -> lmdb.Environment:
     path = Path(lmdb_path(settings.url))
-    if not readonly:
-        path.mkdir(parents=True, exist_ok=True)
     try:
+        if not readonly:
+            path.mkdir(parents=True, exist_ok=True)
         return lmdb.open(
             str(path),
             map_size=settings.map_size_mb * 1024 * 1024,
@@ -30,7 +31,7 @@ def open_env(settings: KVSettings, readonly: bool = False) -> lmdb.Environment:
             readonly=readonly,
             lock=True,
         )
-    except lmdb.Error as exc:
+    except (lmdb.Error, OSError) as exc:
         raise FatalError(f"KV_URL: cannot open LMDB at {path}: {exc}") from exc
 
 
@@ -55,9 +56,7 @@ class LmdbStore:
         try:
             with env.begin(write=True) as txn:
                 for entry in entries:
-                    if entry.key is None:
-                        continue
-                    key = self._prefix + entry.key
+                    key = self._prefix + (entry.key or b"")
                     if position.is_stale(txn.get(key, db=self._positions), entry):
                         continue
                     if entry.value is None:
@@ -74,6 +73,7 @@ class LmdbStore:
 
     async def write(self, batch: WriteBatch) -> None:
         entries = list(batch.entries)
+        reject_keyless(entries)
         if entries:
             await asyncio.to_thread(self.apply, entries)
 

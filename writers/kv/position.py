@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import struct
 
-from connectors import Entry
+from connectors import Entry, PoisonError
 
 _OFFSET = struct.Struct(">q")
 
@@ -26,3 +26,10 @@ def is_stale(stored: bytes | None, entry: Entry) -> bool:
     (offset,) = _OFFSET.unpack_from(stored)
     source = entry.source
     return offset > source.offset and stored[8:] == f"{source.topic}\x00{source.partition}".encode()
+
+
+def reject_keyless(entries: list[Entry]) -> None:
+    """A key-value store cannot hold an entry without a key: that record is poison."""
+    for entry in entries:
+        if not entry.key:
+            raise PoisonError("write", "entry has no key; the KV writer needs one", entry.source)

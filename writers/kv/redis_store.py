@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from connectors import FatalError, RetriableError, WriteBatch, mask_url
+from writers.kv.position import reject_keyless
 from writers.kv.settings import KVSettings
 
 try:
@@ -64,12 +65,11 @@ class RedisStore:
     async def write(self, batch: WriteBatch) -> None:
         if not batch.entries:
             return
+        reject_keyless(list(batch.entries))
         try:
             async with self._client.pipeline(transaction=True) as pipe:
                 for entry in batch.entries:
-                    if entry.key is None:
-                        continue
-                    key = self._prefix + entry.key
+                    key = self._prefix + (entry.key or b"")
                     source = entry.source
                     await self._script(
                         keys=[key, POSITIONS_PREFIX + key],

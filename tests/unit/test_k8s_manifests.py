@@ -1,0 +1,224 @@
+"""Kubernetes manifests (the template's, per writer, and `deploy/`) against the schemas and
+against the runtime they deploy.
+
+Schemas come from kubernetes-validate, which bundles the JSON schemas of each Kubernetes
+release, so this runs offline; strict mode makes a misspelt field an error instead of a
+field the API server silently drops. Beyond the schemas: the probes name the runtime's
+health endpoints on METRICS_PORT, the ConfigMap and Secret carry exactly the variables of
+`.env.example`, secrets stay out of the ConfigMap, and the pod runs as the image's user.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import pytest
+import yaml
+from dockerfile_parse import DockerfileParser
+from pydantic import SecretStr
+
+from connectors.config import KafkaSettings, RuntimeSettings, ShutdownSettings, env_name
+from connectors.plugins import WRITERS
+from connectors.scaffold import generate
+from tests.conftest import ROOT
+
+WRITER_CHOICES = ("kv", "s3", "http", "kafka")
+# The oldest release still commonly run, and the newest the validator knows.
+KUBERNETES_VERSIONS = ("1.29.0", kubernetes_validate.latest_version())
+# What the runtime's health server answers on METRICS_PORT (connectors/health.py, issue 5).
+RUNTIME_ENDPOINTS = frozenset({"/metrics", "/livez", "/readyz", "/healthz"})
+METRICS_PORT = RuntimeSettings.model_fields["metrics_port"].default
+# Variables the runtime reads and every generated connector sets (the brief's list).
+RUNTIME_VARIABLES = {
+    "READER", "WRITER", "TOPICS", "TRANSFORMS", "TRANSFORM_MODULES", "CONNECTOR_NAME",
+    "KAFKA_BOOTSTRAP_SERVERS", "KAFKA_GROUP_ID", "KAFKA_AUTO_OFFSET_RESET", "TOPIC_SCHEMAS",
+    "PROTO_DESCRIPTOR_SET", "PROTO_MODULES", "BATCH_MAX_MESSAGES", "BATCH_MAX_WAIT_MS",
+    "METRICS_PORT",
+}  # fmt: skip
+# Read by the AWS credential chain, not by a settings model of ours.
+AWS_CREDENTIALS = {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}
+# Not SecretStr, but a URL that may carry a password.
+SECRET_BY_CONTENT = {"KV_URL"}
+
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """One repository per writer choice, generated with the template's defaults."""
+    root = tmp_path_factory.mktemp("template")
+    config = root / "cookiecutter.yaml"
+    config.write_text(yaml.safe_dump({"replay_dir": str(root / "replay")}))
+    return {
+        writer: generate(
+            {"connector_name": f"k8s-{writer}", "writer": writer},
+            root / writer,
+            no_input=True,
+            config_file=config,
+        )
+        for writer in WRITER_CHOICES
+    }
+
+
+def manifest_dirs(generated: dict[str, Path]) -> Iterator[tuple[str, Path]]:
+    for writer, repo in generated.items():
+        yield f"template[{writer}]", repo / "k8s"
+    yield "deploy", ROOT / "deploy" / "kubernetes"
+
+
+def resources(directory: Path) -> list[dict[str, Any]]:
+    docs = []
+    for path in sorted(directory.glob("*.yaml")):
+        if path.name == "kustomization.yaml":
+            continue
+        docs.extend(doc for doc in yaml.safe_load_all(path.read_text()) if doc)
+    return docs
+
+
+def one(docs: list[dict[str, Any]], kind: str) -> dict[str, Any]:
+    found = [d for d in docs if d["kind"] == kind]
+    assert len(found) == 1, f"expected one {kind}, found {len(found)}"
+    return found[0]
+
+
+def env_example(repo: Path) -> dict[str, str]:
+    values = {}
+    for line in (repo / ".env.example").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, _, value = line.partition("=")
+            values[name] = value
+    return values
+
+
+@pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
+def test_every_manifest_validates_against_the_kubernetes_schemas(
+    generated: dict[str, Path], version: str
+) -> None:
+    checked, errors = 0, []
+    for where, directory in manifest_dirs(generated):
+        for doc in resources(directory):
+            try:
+                kubernetes_validate.validate(doc, version, strict=True)
+            except kubernetes_validate.ValidationError as exc:
+                errors.append(f"{where} {doc['kind']} at {list(exc.path)}: {exc.message}")
+            checked += 1
+    assert not errors, "\n".join(errors)
+    assert checked == 3 * (len(WRITER_CHOICES) + 1)
+
+
+def test_kustomization_lists_every_manifest(generated: dict[str, Path]) -> None:
+    for where, directory in manifest_dirs(generated):
+        kustomization = yaml.safe_load((directory / "kustomization.yaml").read_text())
+        files = {p.name for p in directory.glob("*.yaml")} - {"kustomization.yaml"}
+        assert set(kustomization["resources"]) == files, where
+
+
+def test_probes_and_scraping_use_the_runtime_endpoints_on_metrics_port(
+    generated: dict[str, Path],
+) -> None:
+    for where, directory in manifest_dirs(generated):
+        docs = resources(directory)
+        config = one(docs, "ConfigMap")["data"]
+        pod = one(docs, "Deployment")["spec"]["template"]
+        (container,) = pod["spec"]["containers"]
+        ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+
+        assert config["METRICS_PORT"] == str(METRICS_PORT), where
+        paths = {}
+        for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
+            get = container[probe]["httpGet"]
+            port = ports.get(get["port"], get["port"])
+            assert port == METRICS_PORT, f"{where} {probe} port {get['port']}"
+            paths[probe] = get["path"]
+        assert paths == {
+            "livenessProbe": "/livez",
+            "readinessProbe": "/readyz",
+            "startupProbe": "/livez",
+        }, where
+        assert set(paths.values()) <= RUNTIME_ENDPOINTS
+
+        annotations = pod["metadata"]["annotations"]
+        assert annotations["prometheus.io/scrape"] == "true", where
+        assert annotations["prometheus.io/port"] == str(METRICS_PORT), where
+        assert annotations["prometheus.io/path"] in RUNTIME_ENDPOINTS, where
+        assert annotations["prometheus.io/path"] == "/metrics", where
+
+
+def test_the_pod_runs_as_the_images_user_and_outlives_the_shutdown_grace(
+    generated: dict[str, Path],
+) -> None:
+    image_user = DockerfileParser(path=str(ROOT / "Dockerfile")).structure
+    uid, _, gid = [i["value"] for i in image_user if i["instruction"] == "USER"][-1].partition(":")
+    grace = ShutdownSettings.model_fields["grace_s"].default
+
+    for where, directory in manifest_dirs(generated):
+        spec = one(resources(directory), "Deployment")["spec"]["template"]["spec"]
+        (container,) = spec["containers"]
+        security = spec["securityContext"]
+        assert security["runAsNonRoot"] is True, where
+        assert (str(security["runAsUser"]), str(security["runAsGroup"])) == (uid, gid), where
+        assert container["securityContext"]["readOnlyRootFilesystem"] is True, where
+        mounts = {m["mountPath"] for m in container["volumeMounts"]}
+        assert {"/tmp", "/var/lib/connector"} <= mounts, f"{where}: writable paths"
+        assert spec["terminationGracePeriodSeconds"] > grace, where
+        assert container["resources"]["requests"] and container["resources"]["limits"], where
+
+
+def test_config_and_secret_carry_exactly_the_env_example(generated: dict[str, Path]) -> None:
+    for writer, repo in generated.items():
+        docs = resources(repo / "k8s")
+        config = one(docs, "ConfigMap")
+        secret = one(docs, "Secret")
+        stored = secret.get("stringData") or {}
+        names = set(env_example(repo))
+
+        assert set(config["data"]) | set(stored) == names, writer
+        assert not set(config["data"]) & set(stored), writer
+        (container,) = one(docs, "Deployment")["spec"]["template"]["spec"]["containers"]
+        sources = {
+            ref.get("configMapRef", {}).get("name") or ref["secretRef"]["name"]
+            for ref in container["envFrom"]
+        }
+        assert sources == {config["metadata"]["name"], secret["metadata"]["name"]}, writer
+
+
+def _secret_names(model: Any) -> set[str]:
+    return {
+        env_name(model, name)
+        for name, info in model.model_fields.items()
+        if info.annotation is SecretStr or "SecretStr" in str(info.annotation)
+    }
+
+
+@pytest.mark.parametrize("writer", WRITER_CHOICES)
+def test_the_env_example_sets_every_variable_of_its_writer(
+    generated: dict[str, Path], writer: str
+) -> None:
+    repo = generated[writer]
+    names = set(env_example(repo))
+    settings = WRITERS.get(writer).settings
+    writer_names = {env_name(settings, field) for field in settings.model_fields}
+    known = (
+        writer_names
+        | {env_name(RuntimeSettings, f) for f in RuntimeSettings.model_fields}
+        | {env_name(KafkaSettings, f) for f in KafkaSettings.model_fields}
+        | (AWS_CREDENTIALS if writer == "s3" else set())
+    )
+
+    assert RUNTIME_VARIABLES <= names
+    assert writer_names <= names, f"missing: {sorted(writer_names - names)}"
+    assert names <= known, f"not read by the runtime: {sorted(names - known)}"
+    secret = one(resources(repo / "k8s"), "Secret").get("stringData") or {}
+    must_hide = (_secret_names(settings) | SECRET_BY_CONTENT | AWS_CREDENTIALS) & names
+    assert must_hide <= set(secret), f"in the ConfigMap but secret: {sorted(must_hide)}"
+
+
+def test_the_template_names_no_writer_the_runtime_lacks() -> None:
+    choices = re.search(
+        r'"writer": \[([^\]]*)\]', (ROOT / "templates/connector/cookiecutter.json").read_text()
+    )
+    assert choices is not None
+    assert tuple(re.findall(r'"(\w+)"', choices[1])) == WRITER_CHOICES
+    assert set(WRITER_CHOICES) <= set(WRITERS.names())

@@ -1,0 +1,221 @@
+"""The HTTP writer: POST entries as JSON, classify the answer, never retry on its own.
+
+Error tree at this boundary (httpx → ours)::
+
+    2xx                                      → written
+    408, 429, 5xx, connect/read/write errors,
+      timeouts, a dropped connection         → RetriableError (retry_after from Retry-After)
+    3xx (redirects are not followed),
+      HTTP_FATAL_STATUSES (401, 403, 407),
+      a TLS certificate that does not verify → FatalError
+    any other 4xx                            → PoisonError naming a record
+
+Per-record mode (`HTTP_BATCH=false`) sends the records of one partition one after the
+other (other partitions in parallel, `HTTP_MAX_IN_FLIGHT` at most), so the receiver sees
+them in offset order; a rejected record stops its partition there and is named in the
+PoisonError, and the runner dead-letters it and writes the batch again without it. In
+batch mode a rejection covers a whole request, so the PoisonError names its first record:
+the runner dead-letters records one at a time until the receiver takes the rest.
+
+Idempotency key, sent in `HTTP_IDEMPOTENCY_HEADER` and the same on every replay:
+`<connector>:<topic>:<partition>:<first>-<last>` per request in batch mode, and
+`<connector>:<topic>:<partition>:<offset>` per record (`.<n>` for the n-th extra output of
+one record). A receiver that deduplicates on it sees each replay as a repeat.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import logging
+import time
+from collections.abc import Sequence
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+from google.protobuf.json_format import MessageToDict
+from google.protobuf.message import Message
+
+from connectors import (
+    ConnectorError,
+    Entry,
+    FatalError,
+    PoisonError,
+    Record,
+    RetriableError,
+    WriteBatch,
+    WriterContext,
+)
+from writers.http.settings import HTTPSettings, mask_query
+
+try:
+    import httpx
+except ImportError as exc:  # pragma: no cover - depends on the install
+    raise ImportError(
+        "WRITER=http needs the httpx client: pip install 'kafka-connectors[http]'"
+    ) from exc
+
+_log = logging.getLogger("connectors.writers.http")
+_TRACE_HEADERS = ("traceparent", "tracestate")
+CONTENT_TYPES = {"json": "application/json", "ndjson": "application/x-ndjson"}
+
+
+def document(entry: Entry) -> Any:
+    """An entry as JSON: a protobuf by its JSON mapping, a JSON value as is, other bytes
+    (and deletions) as `{"key_b64", "value_b64"}`."""
+    if isinstance(entry.message, Message):
+        return MessageToDict(entry.message, preserving_proto_field_name=True)
+    if entry.value is not None:
+        try:
+            return json.loads(entry.value)
+        except ValueError:
+            pass
+    return {
+        "key_b64": None if entry.key is None else base64.b64encode(entry.key).decode(),
+        "value_b64": None if entry.value is None else base64.b64encode(entry.value).decode(),
+    }
+
+
+def body(entries: Sequence[Entry], fmt: str, as_array: bool) -> bytes:
+    docs = [document(e) for e in entries]
+    if fmt == "ndjson":
+        return "".join(json.dumps(d, separators=(",", ":")) + "\n" for d in docs).encode()
+    return json.dumps(docs if as_array else docs[0], separators=(",", ":")).encode()
+
+
+def retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Seconds from a Retry-After header (delta-seconds or an HTTP date); None if absent
+    or unreadable."""
+    if value is None:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+class HttpWriter:
+    def __init__(self, settings: HTTPSettings, context: WriterContext) -> None:
+        self._settings = settings
+        self._context = context
+        self._where = mask_query(settings.url)
+        self._client: httpx.AsyncClient | None = None
+        self._slots = asyncio.Semaphore(settings.max_in_flight)
+        self._last_failure: str | None = None
+
+    async def start(self) -> None:
+        # httpx logs every request line at INFO, URL included (tokens travel in queries).
+        logging.getLogger("httpx").setLevel(max(logging.WARNING, _log.getEffectiveLevel()))
+        s = self._settings
+        if not s.verify_tls:
+            _log.warning("HTTP_VERIFY_TLS=false: %s is not authenticated", self._where)
+        headers = {"Content-Type": CONTENT_TYPES[s.format]}
+        headers.update(dict(s.header_pairs()))
+        self._client = httpx.AsyncClient(
+            headers=headers,
+            timeout=httpx.Timeout(s.timeout_s),
+            verify=s.verify_tls,
+            follow_redirects=False,
+            limits=httpx.Limits(
+                max_connections=s.max_in_flight, max_keepalive_connections=s.max_in_flight
+            ),
+        )
+
+    async def write(self, batch: WriteBatch) -> None:
+        groups = batch.by_partition()
+        if self._settings.batch:
+            jobs = [
+                self._post(entries, self._range_key(entries), True) for entries in groups.values()
+            ]
+        else:
+            jobs = [self._one_by_one(entries) for entries in groups.values()]
+        results = await asyncio.gather(*jobs, return_exceptions=True)
+        failures = [r for r in results if isinstance(r, BaseException)]
+        if failures:
+            raise _worst(failures)
+
+    def _stream(self, source: Record) -> str:
+        return f"{self._context.connector_name}:{source.topic}:{source.partition}"
+
+    def _range_key(self, entries: Sequence[Entry]) -> str:
+        first, last = entries[0].source, entries[-1].source
+        return f"{self._stream(first)}:{first.offset}-{last.offset}"
+
+    async def _one_by_one(self, entries: Sequence[Entry]) -> None:
+        previous, n = None, 0
+        for entry in entries:
+            source = entry.source
+            n = n + 1 if source is previous else 0
+            previous = source
+            key = (
+                f"{self._context.connector_name}:{source.topic}:{source.partition}:{source.offset}"
+            )
+            await self._post([entry], key + (f".{n}" if n else ""), False)
+
+    async def _post(self, entries: Sequence[Entry], key: str, as_array: bool) -> None:
+        if self._client is None:
+            raise FatalError("HTTP writer used before start()")
+        s = self._settings
+        headers = {s.idempotency_header: key}
+        if not as_array:
+            for name in _TRACE_HEADERS:
+                found = entries[0].source.header(name)
+                if found is not None:
+                    headers[name] = found.decode("latin-1")
+        content = body(entries, s.format, as_array)
+        async with self._slots:
+            try:
+                response = await self._client.post(s.url, content=content, headers=headers)
+            except httpx.HTTPError as exc:
+                raise self._transport_error(exc, key) from exc
+        self._classify(response, entries, key)
+
+    def _transport_error(self, exc: httpx.HTTPError, key: str) -> ConnectorError:
+        text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        if isinstance(exc, httpx.UnsupportedProtocol | httpx.InvalidURL):
+            return FatalError(f"HTTP_URL {self._where} cannot be used: {text}")
+        if "CERTIFICATE_VERIFY_FAILED" in str(exc):
+            return FatalError(f"TLS certificate of {self._where} does not verify: {text}")
+        self._last_failure = f"{self._where}: {text}"
+        return RetriableError(f"POST {self._where} ({key}) failed: {text}")
+
+    def _classify(self, response: httpx.Response, entries: Sequence[Entry], key: str) -> None:
+        code = response.status_code
+        if 200 <= code < 300:
+            self._last_failure = None
+            return
+        said = response.text[:300].strip()
+        what = f"POST {self._where} ({key}) answered {code}" + (f": {said}" if said else "")
+        if code in (408, 429) or code >= 500:
+            self._last_failure = what
+            raise RetriableError(what, retry_after(response.headers.get("Retry-After")))
+        if 300 <= code < 400:
+            moved = response.headers.get("Location", "?")
+            raise FatalError(f"{what}; redirects are not followed, set HTTP_URL to {moved}")
+        if code in self._settings.fatal_statuses:
+            raise FatalError(f"{what}; check HTTP_HEADERS (credentials) and HTTP_URL")
+        raise PoisonError("write", f"{what}; rejected for good", entries[0].source)
+
+    async def check(self) -> None:
+        """No request of its own (a receiver may not answer GET): unready while the last
+        request failed for a retriable reason."""
+        if self._last_failure is not None:
+            raise RetriableError(f"last request failed: {self._last_failure}")
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+
+def _worst(failures: list[BaseException]) -> BaseException:
+    for kind in (FatalError, PoisonError, RetriableError):
+        for failure in failures:
+            if isinstance(failure, kind):
+                return failure
+    return failures[0]

@@ -1,0 +1,129 @@
+"""`HTTP_*` settings: where to POST, with which headers, how much at once.
+
+`HTTP_HEADERS` usually carries a bearer token, so the whole variable is a secret: its
+values never appear in `connector check`, in a configuration error or in a log line; only
+the header names are shown.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Annotated, Any, Literal
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import NoDecode, SettingsConfigDict
+
+from connectors import Settings, mask_url
+
+_TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+
+
+def parse_headers(text: str) -> list[tuple[str, str]]:
+    """`Name: value; Name2: value2` or a JSON object → (name, value) pairs; ValueError
+    names the bad header but never echoes a value."""
+    text = text.strip()
+    if not text:
+        return []
+    pairs: list[tuple[str, str]] = []
+    if text.startswith("{"):
+        try:
+            loaded = json.loads(text)
+        except ValueError:
+            raise ValueError("a JSON object of header names to text values") from None
+        if not isinstance(loaded, dict) or not all(isinstance(v, str) for v in loaded.values()):
+            raise ValueError("a JSON object of header names to text values")
+        pairs = [(str(k).strip(), v.strip()) for k, v in loaded.items()]
+    else:
+        for n, part in enumerate(p for p in text.split(";") if p.strip()):
+            name, sep, value = part.partition(":")
+            if not sep:
+                raise ValueError(f"'Name: value' pairs separated by ';' (item {n + 1} has no ':')")
+            pairs.append((name.strip(), value.strip()))
+    for name, value in pairs:
+        if not _TOKEN.match(name):
+            raise ValueError(f"header names of letters, digits and -; {name!r} is not one")
+        if "\r" in value or "\n" in value:
+            raise ValueError(f"header {name} has a line break in its value")
+    return pairs
+
+
+def mask_query(url: str) -> str:
+    """`url` with its password and every query value masked: tokens often travel there."""
+    parts = urlsplit(mask_url(url))
+    if not parts.query:
+        return urlunsplit(parts)
+    masked = urlencode([(k, "*****") for k, _ in parse_qsl(parts.query, keep_blank_values=True)])
+    return urlunsplit(parts._replace(query=masked)).replace("%2A", "*")
+
+
+class HTTPSettings(Settings):
+    model_config = SettingsConfigDict(
+        env_prefix="HTTP_", frozen=True, extra="ignore", case_sensitive=False
+    )
+
+    url: str = Field(description="an http:// or https:// URL to POST to")
+    headers: SecretStr = Field(
+        SecretStr(""), description="'Name: value; Name2: value2' or a JSON object"
+    )
+    batch: bool = Field(True, description="true (one request per partition of a batch) or false")
+    format: Literal["json", "ndjson"] = Field(
+        "json", description="json (an array per batch) or ndjson (one document per line)"
+    )
+    timeout_s: float = Field(10.0, gt=0, le=600, description="seconds (0-600] per request")
+    verify_tls: bool = Field(True, description="true or false (false: accept any certificate)")
+    max_in_flight: int = Field(4, ge=1, le=256, description="an integer 1-256")
+    idempotency_header: str = Field(
+        "Idempotency-Key", pattern=_TOKEN.pattern, description="a header name"
+    )
+    fatal_statuses: Annotated[tuple[int, ...], NoDecode] = Field(
+        (401, 403, 407),
+        description="comma-separated 4xx statuses that stop the connector instead of "
+        "dead-lettering the records",
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        parts = urlsplit(value.strip())
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("an http:// or https:// URL with a host")
+        return value.strip()
+
+    @field_validator("headers")
+    @classmethod
+    def _parsable(cls, value: SecretStr) -> SecretStr:
+        parse_headers(value.get_secret_value())
+        return value
+
+    @field_validator("format", mode="before")
+    @classmethod
+    def _lower(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("fatal_statuses", mode="before")
+    @classmethod
+    def _statuses(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            try:
+                value = tuple(int(part) for part in value.split(",") if part.strip())
+            except ValueError:
+                raise ValueError("comma-separated status codes") from None
+        if any(not 400 <= code < 500 for code in value):
+            raise ValueError("4xx status codes only")
+        return value
+
+    def header_pairs(self) -> list[tuple[str, str]]:
+        return parse_headers(self.headers.get_secret_value())
+
+    def describe(self) -> str:
+        names = "; ".join(f"{name}: *****" for name, _ in self.header_pairs())
+        return (
+            f"HTTP_URL={mask_query(self.url)} HTTP_HEADERS={names!r} "
+            f"HTTP_BATCH={str(self.batch).lower()} HTTP_FORMAT={self.format} "
+            f"HTTP_TIMEOUT_S={self.timeout_s:g} HTTP_VERIFY_TLS={str(self.verify_tls).lower()} "
+            f"HTTP_MAX_IN_FLIGHT={self.max_in_flight} "
+            f"HTTP_IDEMPOTENCY_HEADER={self.idempotency_header} "
+            f"HTTP_FATAL_STATUSES={','.join(map(str, self.fatal_statuses))}"
+        )

@@ -1,0 +1,112 @@
+"""`S3_*` settings: where objects go, how they are named, encoded and sized.
+
+Credentials are deliberately not settings: the S3 client takes them from the standard AWS
+chain (`AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`/`AWS_SESSION_TOKEN`, web identity on
+EKS, the ECS or EC2 metadata endpoints), so a secret never passes through our models,
+logs or `connector check`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import Field, field_validator
+from pydantic_settings import SettingsConfigDict
+
+from connectors import Settings, mask_url
+
+MIB = 1024 * 1024
+MIN_PART_BYTES = 5 * MIB
+"""S3's (and R2's) smallest part of a multipart upload, the last one excepted."""
+
+
+class S3Settings(Settings):
+    model_config = SettingsConfigDict(
+        env_prefix="S3_", frozen=True, extra="ignore", case_sensitive=False
+    )
+
+    bucket: str = Field(
+        pattern=r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$",
+        description="a bucket name: 3-63 lowercase letters, digits, '.' or '-'",
+    )
+    prefix: str = Field("", description="a key prefix such as logs/audit (no leading '/')")
+    endpoint_url: str | None = Field(
+        None,
+        description="http(s)://host[:port] of an S3-compatible service "
+        "(R2: https://<account>.r2.cloudflarestorage.com); unset for AWS",
+    )
+    region: str | None = Field(
+        None, description="a region such as eu-west-1 (R2: auto); unset: AWS_REGION or us-east-1"
+    )
+    addressing_style: Literal["auto", "path", "virtual"] = Field(
+        "auto", description="auto, path or virtual (auto: virtual on AWS, path elsewhere)"
+    )
+    format: Literal["ndjson", "protobuf"] = Field(
+        "ndjson", description="ndjson or protobuf (length-delimited)"
+    )
+    compression: Literal["gzip", "none"] = Field("gzip", description="gzip or none")
+    partition_by: Literal["none", "date"] = Field(
+        "none", description="none or date (a dt=YYYY-MM-DD folder from the record timestamp)"
+    )
+    object_max_bytes: int = Field(
+        64 * MIB, ge=1024, le=4096 * MIB, description="bytes 1024-4294967296 per upload"
+    )
+    flush_interval_s: float = Field(
+        60.0, gt=0, le=86_400, description="seconds (0-86400] before a partial object is flushed"
+    )
+    part_bytes: int = Field(
+        8 * MIB,
+        ge=MIN_PART_BYTES,
+        le=5 * 1024 * MIB,
+        description="bytes 5242880-5368709120; larger objects use multipart upload",
+    )
+    upload_concurrency: int = Field(8, ge=1, le=256, description="an integer 1-256")
+    timeout_s: float = Field(60.0, gt=0, le=3600, description="seconds (0-3600] per request")
+
+    @field_validator("prefix", mode="before")
+    @classmethod
+    def _strip_slashes(cls, value: Any) -> Any:
+        return value.strip().strip("/") if isinstance(value, str) else value
+
+    @field_validator("endpoint_url", "region", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: Any) -> Any:
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value.strip() if isinstance(value, str) else value
+
+    @field_validator("endpoint_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("an http:// or https:// URL with a host")
+        if parts.path not in ("", "/") or parts.query:
+            raise ValueError("a URL without path or query (the bucket is S3_BUCKET)")
+        return value.rstrip("/")
+
+    @field_validator("addressing_style", "format", "compression", "partition_by", mode="before")
+    @classmethod
+    def _lower(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @property
+    def virtual_hosted(self) -> bool:
+        if self.addressing_style == "auto":
+            return self.endpoint_url is None
+        return self.addressing_style == "virtual"
+
+    def describe(self) -> str:
+        endpoint = mask_url(self.endpoint_url) if self.endpoint_url else "(AWS)"
+        return (
+            f"S3_BUCKET={self.bucket} S3_PREFIX={self.prefix!r} S3_ENDPOINT_URL={endpoint} "
+            f"S3_REGION={self.region or '(AWS_REGION)'} "
+            f"S3_ADDRESSING_STYLE={'virtual' if self.virtual_hosted else 'path'} "
+            f"S3_FORMAT={self.format} S3_COMPRESSION={self.compression} "
+            f"S3_PARTITION_BY={self.partition_by} S3_OBJECT_MAX_BYTES={self.object_max_bytes} "
+            f"S3_FLUSH_INTERVAL_S={self.flush_interval_s:g} S3_PART_BYTES={self.part_bytes} "
+            f"S3_UPLOAD_CONCURRENCY={self.upload_concurrency} S3_TIMEOUT_S={self.timeout_s:g}"
+        )
