@@ -32,16 +32,15 @@ from aiokafka import AIOKafkaProducer
 from aiokafka import errors as kafka_errors
 from google.protobuf.message import Message
 from pydantic import Field, field_validator
-from pydantic_settings import SettingsConfigDict
 
 from connectors import (
     ConnectorError,
     Entry,
     FatalError,
     Headers,
+    KafkaSettings,
     PoisonError,
     RetriableError,
-    Settings,
     WriteBatch,
     WriterContext,
     WriterPlugin,
@@ -56,18 +55,10 @@ MAX_REQUEST_BYTES = 1_048_576
 _OURS = (TYPE_HEADER, SOURCE_HEADER)
 
 
-class KafkaWriterSettings(Settings):
-    """`KAFKA_OUTPUT_*`, plus the cluster the reader uses unless told otherwise."""
+class KafkaWriterSettings(KafkaSettings):
+    """`KAFKA_OUTPUT_*` on top of the reader's own `KAFKA_*` connection settings, so the
+    writer connects with the same TLS and SASL settings unless told otherwise."""
 
-    model_config = SettingsConfigDict(
-        env_prefix="KAFKA_", frozen=True, extra="ignore", case_sensitive=False
-    )
-
-    bootstrap_servers: str = Field(
-        "127.0.0.1:9092",
-        pattern=r"^[^,\s]+:\d+(,[^,\s]+:\d+)*$",
-        description="comma-separated host:port pairs",
-    )
     output_topic: str = Field(pattern=r"^[A-Za-z0-9._-]{1,249}$", description="a Kafka topic name")
     output_type: str = Field(
         pattern=r"^(bytes|[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*)$",
@@ -123,7 +114,7 @@ class KafkaWriter:
     async def start(self) -> None:
         s = self._settings
         producer = AIOKafkaProducer(
-            bootstrap_servers=s.servers,
+            **{**s.client_options(), "bootstrap_servers": s.servers},
             client_id=f"{self._context.connector_name}-writer",
             enable_idempotence=True,
             acks="all",
