@@ -10,7 +10,6 @@ import argparse
 import asyncio
 import base64
 import json
-import logging
 import os
 import signal
 import sys
@@ -18,7 +17,7 @@ from collections.abc import Mapping, Sequence
 
 from google.protobuf.json_format import MessageToDict
 
-from connectors import metrics, produce, replay, scaffold
+from connectors import alerts, health, logs, metrics, produce, replay, scaffold, tracing
 from connectors.config import RuntimeSettings, load
 from connectors.contracts import find_message_class, import_modules, load_descriptor_set
 from connectors.errors import ConfigError, ConnectorError, FatalError, Problem
@@ -44,36 +43,57 @@ def cmd_check(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
 
 def cmd_run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     pipeline = resolve(environ)
-    logging.basicConfig(
-        level=pipeline.runtime.log_level,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    _serve_metrics(pipeline)
+    problems: list[Problem] = []
+    log_settings = load(logs.LogSettings, environ, problems)
+    health_settings = load(health.HealthSettings, environ, problems)
+    trace_settings = load(tracing.TracingSettings, environ, problems)
+    if problems or log_settings is None or health_settings is None or trace_settings is None:
+        raise ConfigError(problems)
+    logs.setup(pipeline.runtime.log_level, pipeline.name, log_settings)
+    metrics.BUILD.info({"package": __package__ or "connectors", "connector": pipeline.name})
+    tracing.configure(trace_settings, pipeline.name)
 
     def report(line: str) -> None:
         print(line, file=sys.stderr, flush=True)
 
     async def main() -> None:
-        runner = Runner(pipeline, until_caught_up=args.until_caught_up, report=report)
+        runner = Runner(
+            pipeline,
+            until_caught_up=args.until_caught_up,
+            report=report,
+            progress=logs.Progress(pipeline.name, log_settings.progress_interval_s),
+        )
+        server = _serve(pipeline, runner, health_settings)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, runner.stop)
-        await run_until_stopped(runner, pipeline.shutdown.grace_s)
+        try:
+            await run_until_stopped(runner, pipeline.shutdown.grace_s)
+        finally:
+            if server is not None:
+                server.stop()
 
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    finally:
+        tracing.shutdown()
     return EXIT_OK
 
 
-def _serve_metrics(pipeline: Pipeline) -> None:
-    from prometheus_client import start_http_server
-
-    from connectors import __name__ as package
-
-    port = pipeline.runtime.metrics_port
-    metrics.BUILD.info({"package": package, "connector": pipeline.name})
-    if port:
-        start_http_server(port, addr=pipeline.runtime.metrics_host, registry=metrics.REGISTRY)
+def _serve(
+    pipeline: Pipeline, runner: Runner, settings: health.HealthSettings
+) -> health.HealthServer | None:
+    """`/metrics` and the health probes on METRICS_PORT, from a thread of their own."""
+    if not pipeline.runtime.metrics_port:
+        return None
+    server = health.HealthServer(
+        health.RunnerStatus.of(runner, settings.timeout_s),
+        port=pipeline.runtime.metrics_port,
+        host=pipeline.runtime.metrics_host,
+        settings=settings,
+    )
+    server.start()
+    return server
 
 
 def _kv_view(environ: Mapping[str, str]) -> KeyValueView:
@@ -163,6 +183,7 @@ def parser() -> argparse.ArgumentParser:
         help="stop once every assigned partition reached the end offset it had at start",
     )
     run.set_defaults(handler=cmd_run)
+    alerts.add_parser(sub)
 
     kv = sub.add_parser("kv", help="read the key-value store (KV_URL) back")
     kv_sub = kv.add_subparsers(dest="kv_command", required=True)

@@ -120,7 +120,8 @@ RECORDS_DEAD_LETTERED = Counter(
 )
 RECORD_AGE = Histogram(
     "connector_record_age_seconds",
-    "Age of each record when its batch was written: now minus the Kafka timestamp.",
+    "Age when its batch was written of each partition's first record in the batch: now "
+    "minus its Kafka timestamp.",
     ["connector", "topic"],
     buckets=_AGE_BUCKETS,
     registry=REGISTRY,

@@ -20,10 +20,11 @@ from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import Any, TypeVar
 
-from connectors import metrics
+from connectors import metrics, tracing
 from connectors.accumulator import Accumulator
 from connectors.dead_letters import Breaker, DeadLetter, DeadLetterSink, KafkaDeadLetters
 from connectors.errors import FatalError, PoisonError, RetriableError
+from connectors.logs import Progress
 from connectors.pipeline import Pipeline
 from connectors.progress import CatchUp
 from connectors.reader import Reader, ReaderContext
@@ -53,6 +54,7 @@ class Runner:
         reader: Reader | None = None,
         writer: Writer | None = None,
         dead_letters: DeadLetterSink | None = None,
+        progress: Progress | None = None,
     ) -> None:
         self.pipeline = pipeline
         runtime = pipeline.runtime
@@ -77,6 +79,7 @@ class Runner:
         self._in_flight = asyncio.Lock()
         self._stopping = asyncio.Event()
         self._name = runtime.connector_name
+        self._progress = progress or Progress(runtime.connector_name, 0)
         self.committed: dict[TopicPartition, int] = {}
 
     def stop(self) -> None:
@@ -113,13 +116,16 @@ class Runner:
             while not self._stopping.is_set():
                 started = time.perf_counter()
                 batch = await self._retrying("poll", self.reader.batch)
-                stage.labels(self._name, "poll").observe(time.perf_counter() - started)
+                elapsed = time.perf_counter() - started
+                stage.labels(self._name, "poll").observe(elapsed)
+                tracing.poll(self._name, batch, elapsed)
                 if self._catch_up is not None:
                     self._catch_up.note(batch)
                 async with self._in_flight:
                     self._pending.add(batch)
                     if self._pending.due():
                         await self._flush()
+                self._progress.tick()
                 if self._catch_up is not None and await self._catch_up.done():
                     break
             async with self._in_flight:
@@ -134,6 +140,10 @@ class Runner:
 
     async def _process(self, batch: Batch) -> None:
         """Write, dead-letter, then commit one batch; raises _Abandoned on a stop request."""
+        with tracing.batch(self._name, batch) as trace:
+            await self._write_and_commit(batch, trace)
+
+    async def _write_and_commit(self, batch: Batch, trace: tracing.BatchTrace) -> None:
         name = self._name
         metrics.BATCH_SIZE.labels(name).observe(len(batch))
         per_topic: dict[str, int] = {}
@@ -141,27 +151,62 @@ class Runner:
             per_topic[record.topic] = per_topic.get(record.topic, 0) + 1
         for topic, count in per_topic.items():
             metrics.RECORDS_IN.labels(name, topic).inc(count)
-        write_batch, letters = self._transform(batch)
+        write_batch, letters = self._transform(batch, trace)
+        write_batch = trace.carry(write_batch)
 
+        in_flight = metrics.WRITER_IN_FLIGHT.labels(name, self.pipeline.writer.name)
+        in_flight.set(len(write_batch.entries))
         started = time.perf_counter()
-        write_batch = await self._write(write_batch, letters)
-        metrics.STAGE_SECONDS.labels(name, "write").observe(time.perf_counter() - started)
+        try:
+            with trace.stage("write"):
+                write_batch = await self._write(write_batch, letters)
+        finally:
+            in_flight.set(0)
+        metrics.STAGE_SECONDS.labels(name, "write").observe(
+            time.perf_counter() - started, trace.exemplar()
+        )
         metrics.ENTRIES_WRITTEN.labels(name, self.pipeline.writer.name).inc(
             len(write_batch.entries)
         )
+        self._observe_age(batch)
         if letters:
-            await self._retrying("dead_letter", lambda: self.dead_letters.send(letters))
+            if trace.active:
+                letters = [
+                    DeadLetter(trace.carry_record(d.record), d.stage, d.error_class, d.message)
+                    for d in letters
+                ]
+            sent = letters
+            with trace.stage("dead_letter"):
+                await self._retrying("dead_letter", lambda: self.dead_letters.send(sent))
+            for letter in letters:
+                metrics.RECORDS_DEAD_LETTERED.labels(name, letter.record.topic, letter.stage).inc()
 
         offsets = batch.next_offsets
         started = time.perf_counter()
-        await self._retrying("commit", lambda: self.reader.commit(offsets))
-        metrics.STAGE_SECONDS.labels(name, "commit").observe(time.perf_counter() - started)
+        with trace.stage("commit"):
+            await self._retrying("commit", lambda: self.reader.commit(offsets))
+        metrics.STAGE_SECONDS.labels(name, "commit").observe(
+            time.perf_counter() - started, trace.exemplar()
+        )
         metrics.COMMITS.labels(name).inc()
         now = time.time()
-        for (topic, partition), offset in offsets.items():
-            metrics.COMMITTED_OFFSET.labels(name, topic, str(partition)).set(offset)
+        for topic, partition in offsets:
             metrics.LAST_COMMIT_TIME.labels(name, topic, str(partition)).set(now)
         self.committed.update(offsets)
+        self._progress.count(len(batch))
+
+    def _observe_age(self, batch: Batch) -> None:
+        """How late the batch was written: the age of each partition's first record (records
+        of a partition come together; one observation per record would cost more than every
+        other metric of the batch)."""
+        now_ms = time.time() * 1000.0
+        topic, partition = "", -1
+        for record in batch.records:
+            if record.partition != partition or record.topic != topic:
+                topic, partition = record.topic, record.partition
+                if record.timestamp_ms > 0:
+                    age_s = max(0.0, (now_ms - record.timestamp_ms) / 1000.0)
+                    metrics.RECORD_AGE.labels(self._name, topic).observe(age_s)
 
     async def _write(self, write_batch: WriteBatch, letters: list[DeadLetter]) -> WriteBatch:
         """Write until it succeeds; records the writer rejects for good become dead letters
@@ -183,7 +228,9 @@ class Runner:
                 continue
             return write_batch
 
-    def _transform(self, batch: Batch) -> tuple[WriteBatch, list[DeadLetter]]:
+    def _transform(
+        self, batch: Batch, trace: tracing.BatchTrace
+    ) -> tuple[WriteBatch, list[DeadLetter]]:
         contracts, chain, name = self.pipeline.contracts, self.pipeline.chain, self._name
         decode_s = 0.0
         transform_s = 0.0
@@ -203,8 +250,10 @@ class Runner:
             t2 = time.perf_counter()
             decode_s += t1 - t0
             transform_s += t2 - t1
-        metrics.STAGE_SECONDS.labels(name, "decode").observe(decode_s)
-        metrics.STAGE_SECONDS.labels(name, "transform").observe(transform_s)
+        exemplar = trace.exemplar()
+        metrics.STAGE_SECONDS.labels(name, "decode").observe(decode_s, exemplar)
+        metrics.STAGE_SECONDS.labels(name, "transform").observe(transform_s, exemplar)
+        trace.summed(("decode", decode_s), ("transform", transform_s))
         return WriteBatch(batch, tuple(entries)), letters
 
     def _poison(self, record: Record, exc: PoisonError) -> DeadLetter:
@@ -256,6 +305,7 @@ class Runner:
             else:
                 if attempt and stage != "poll":
                     self.reader.resume()
+                    metrics.PAUSED_PARTITIONS.labels(self._name).set(0)
                 return result
 
     async def _wait_for_stop(self, seconds: float, keep_polling: bool = False) -> bool:
@@ -265,6 +315,8 @@ class Runner:
             if self._stopping.is_set():
                 return True
             if keep_polling:
+                paused = len(self.reader.assignment())
+                metrics.PAUSED_PARTITIONS.labels(self._name).set(paused)
                 await self.reader.keepalive(min(remaining, 0.5))
             else:
                 try:
