@@ -15,6 +15,7 @@ from connectors.errors import (
 )
 from connectors.reader import OnRevoke, Reader, ReaderContext, ReaderPlugin
 from connectors.records import Batch, Entry, Headers, Record, TopicPartition, WriteBatch
+from connectors.tracing import http_headers as trace_headers
 from connectors.transform import Delete, Put, TransformContext, transform
 from connectors.writer import FlushPolicy, KeyValueView, Writer, WriterContext, WriterPlugin
 
@@ -47,5 +48,6 @@ __all__ = [
     "WriterPlugin",
     "WriteBatch",
     "mask_url",
+    "trace_headers",
     "transform",
 ]

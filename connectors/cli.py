@@ -43,15 +43,10 @@ def cmd_check(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
 
 def cmd_run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     pipeline = resolve(environ)
-    problems: list[Problem] = []
-    log_settings = load(logs.LogSettings, environ, problems)
-    health_settings = load(health.HealthSettings, environ, problems)
-    trace_settings = load(tracing.TracingSettings, environ, problems)
-    if problems or log_settings is None or health_settings is None or trace_settings is None:
-        raise ConfigError(problems)
+    log_settings, health_settings = pipeline.logging, pipeline.health
     logs.setup(pipeline.runtime.log_level, pipeline.name, log_settings)
     metrics.BUILD.info({"package": __package__ or "connectors", "connector": pipeline.name})
-    tracing.configure(trace_settings, pipeline.name)
+    tracing.configure(pipeline.tracing, pipeline.name)
 
     def report(line: str) -> None:
         print(line, file=sys.stderr, flush=True)

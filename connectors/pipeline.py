@@ -31,9 +31,12 @@ from connectors.contracts import (
     load_descriptor_set,
 )
 from connectors.errors import ConfigError, Problem
+from connectors.health import HealthSettings
+from connectors.logs import LogSettings
 from connectors.plugins import READERS, WRITERS
 from connectors.reader import ReaderPlugin
 from connectors.registry import Registry, UnknownName
+from connectors.tracing import TracingSettings
 from connectors.transform import TRANSFORMS, Chain
 from connectors.writer import WriterPlugin
 
@@ -55,6 +58,9 @@ class Pipeline:
     retry: RetrySettings
     shutdown: ShutdownSettings
     dead_letter: DeadLetterSettings
+    logging: LogSettings
+    health: HealthSettings
+    tracing: TracingSettings
 
     @property
     def name(self) -> str:
@@ -103,6 +109,9 @@ def resolve(environ: Mapping[str, str]) -> Pipeline:
     retry = load(RetrySettings, environ, problems)
     shutdown = load(ShutdownSettings, environ, problems)
     dead_letter = load(DeadLetterSettings, environ, problems)
+    log_settings = load(LogSettings, environ, problems)
+    health_settings = load(HealthSettings, environ, problems)
+    trace_settings = load(TracingSettings, environ, problems)
     topics_known = True
     if runtime is None:
         runtime, topics_known = _partial_runtime(environ, problems)
@@ -125,6 +134,9 @@ def resolve(environ: Mapping[str, str]) -> Pipeline:
         or retry is None
         or shutdown is None
         or dead_letter is None
+        or log_settings is None
+        or health_settings is None
+        or trace_settings is None
         or reader is None
         or writer is None
         or reader_settings is None
@@ -144,6 +156,9 @@ def resolve(environ: Mapping[str, str]) -> Pipeline:
         retry,
         shutdown,
         dead_letter,
+        log_settings,
+        health_settings,
+        trace_settings,
     )
 
 

@@ -133,7 +133,7 @@ def test_probes_and_scraping_use_the_runtime_endpoints_on_metrics_port(
             assert port == METRICS_PORT, f"{where} {probe} port {get['port']}"
             paths[probe] = get["path"]
         assert paths == {
-            "livenessProbe": "/livez",
+            "livenessProbe": "/healthz",
             "readinessProbe": "/readyz",
             "startupProbe": "/livez",
         }, where

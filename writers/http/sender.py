@@ -46,6 +46,7 @@ from connectors import (
     RetriableError,
     WriteBatch,
     WriterContext,
+    trace_headers,
 )
 from writers.http.settings import HTTPSettings, mask_query
 
@@ -161,8 +162,9 @@ class HttpWriter:
         if self._client is None:
             raise FatalError("HTTP writer used before start()")
         s = self._settings
-        headers = {s.idempotency_header: key}
-        if not as_array:
+        headers = {s.idempotency_header: key, **trace_headers(entries)}
+        if len(entries) == 1 and "traceparent" not in headers:
+            # Tracing off: forward the producer's context as it came.
             for name in _TRACE_HEADERS:
                 found = entries[0].source.header(name)
                 if found is not None:
