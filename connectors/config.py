@@ -229,17 +229,18 @@ def mask_url(text: str) -> str:
     """`text` with the password of a URL in it replaced, for logs and messages."""
     if "://" not in text or "@" not in text:
         return text
-    parts = urlsplit(text)
     try:
-        password = parts.password
-    except ValueError:
+        parts = urlsplit(text)
+    except ValueError:  # e.g. an unbalanced '[': mask all that could hold credentials
+        scheme, _, rest = text.partition("://")
+        return f"{scheme}://*****@{rest.rpartition('@')[2]}"
+    # The netloc is split by hand: `parts.port` raises on a bad port, and this runs
+    # precisely when a URL was found invalid (a config error must still mask it).
+    userinfo, _, host = parts.netloc.rpartition("@")
+    if ":" not in userinfo:
         return text
-    if password is None:
-        return text
-    netloc = f"{parts.username or ''}:*****@{parts.hostname or ''}"
-    if parts.port is not None:
-        netloc += f":{parts.port}"
-    return urlunsplit(parts._replace(netloc=netloc))
+    user = userinfo.split(":", 1)[0]
+    return urlunsplit(parts._replace(netloc=f"{user}:*****@{host}"))
 
 
 def env_name(model: type[BaseSettings], field: str) -> str:

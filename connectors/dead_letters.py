@@ -20,6 +20,11 @@ from connectors.config import KafkaSettings
 from connectors.errors import FatalError, RetriableError
 from connectors.records import Record
 
+_DENIED = (
+    kafka_errors.TopicAuthorizationFailedError,
+    kafka_errors.ClusterAuthorizationFailedError,
+)
+
 PREFIX = "dlq."
 H_STAGE = "dlq.stage"
 H_ERROR_CLASS = "dlq.error.class"
@@ -86,6 +91,8 @@ class KafkaDeadLetters:
                 await producer.start()
             except kafka_errors.KafkaError as exc:
                 await producer.stop()
+                if isinstance(exc, _DENIED):
+                    raise self._denied(exc) from exc
                 raise RetriableError(f"dead-letter producer cannot connect: {exc}") from exc
             self._producer = producer
         return self._producer
@@ -108,10 +115,31 @@ class KafkaDeadLetters:
                 await future
         except (kafka_errors.KafkaTimeoutError, kafka_errors.KafkaConnectionError) as exc:
             raise RetriableError(f"dead-letter topic {self.topic!r} unreachable: {exc}") from exc
+        except _DENIED as exc:
+            raise self._denied(exc) from exc
         except kafka_errors.KafkaError as exc:
             raise FatalError(
                 f"dead-letter topic {self.topic!r} cannot be written: {type(exc).__name__}: {exc}"
             ) from exc
+
+    def _denied(self, exc: kafka_errors.KafkaError) -> FatalError:
+        """A refused WRITE, named as such. Without WRITE on any topic the idempotent
+        producer is refused earlier, at InitProducerId, as a cluster authorization. The
+        broker answers a topic that does not exist and may not be created (no CREATE) the
+        same way as one that may not be written, so the line says both."""
+        s = self._settings
+        sasl = s.security_protocol.startswith("SASL_")
+        who = f"user {s.sasl_username!r}" if sasl else "this client's principal"
+        how = (
+            "; the idempotent producer needs WRITE on the topic (or IDEMPOTENT_WRITE on "
+            "the cluster)"
+            if isinstance(exc, kafka_errors.ClusterAuthorizationFailedError)
+            else "; if the topic does not exist yet, creating it needs CREATE"
+        )
+        return FatalError(
+            f"dead-letter topic {self.topic!r} cannot be written: not authorized: WRITE on "
+            f"topic {self.topic!r} denied to {who} ({type(exc).__name__}{how})"
+        )
 
     async def close(self) -> None:
         if self._producer is not None:

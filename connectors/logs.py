@@ -88,11 +88,26 @@ def setup(level: str, connector: str, settings: LogSettings, stream: TextIO | No
         handler.setFormatter(JsonFormatter(connector))
     else:
         handler.setFormatter(logging.Formatter(_TEXT_FORMAT))
+    handler.addFilter(SaslBytesWithheld())
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level)
+
+
+class SaslBytesWithheld(logging.Filter):
+    """aiokafka logs every request and response at DEBUG, SASL ones included; with PLAIN
+    their bytes are the password in clear. Those arguments are replaced, the line kept."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple) and any(map(_is_sasl, record.args)):
+            record.args = tuple("<SASL bytes withheld>" if _is_sasl(a) else a for a in record.args)
+        return True
+
+
+def _is_sasl(value: object) -> bool:
+    return type(value).__name__.startswith("SaslAuthenticate")
 
 
 def lag_from_metrics(connector: str) -> Callable[[], dict[TopicPartition, int]]:

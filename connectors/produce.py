@@ -16,6 +16,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any, TextIO
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
 from google.protobuf.json_format import ParseDict, ParseError
 
 from connectors.config import KafkaSettings, RuntimeSettings, load
@@ -81,7 +82,10 @@ def cmd_produce(
             [Problem("TOPIC_SCHEMAS", "a protobuf type for the topic, not bytes", args.topic)]
         )
     records = encode_lines(stdin, contract.message_class, args.key_field)
-    asyncio.run(send_all(kafka, args.topic, records, contract.type_name))
+    try:
+        asyncio.run(send_all(kafka, args.topic, records, contract.type_name))
+    except KafkaError as exc:
+        raise FatalError(f"kafka: {type(exc).__name__}: {exc}") from exc
     print(f"produced {len(records)} {contract.type_name} records to {args.topic}", file=sys.stderr)
     return 0
 

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.errors import KafkaError
 
 from connectors.config import DeadLetterSettings, KafkaSettings, load
 from connectors.dead_letters import H_TOPIC, PREFIX
@@ -99,7 +100,10 @@ def cmd_replay(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     if problems or kafka is None or dlq is None or not name:
         raise ConfigError(problems)
     topic = dlq.topic or f"{name}.dlq"
-    sent = asyncio.run(replay(kafka, topic, f"{name}.dlq-replay", args.to, args.limit))
+    try:
+        sent = asyncio.run(replay(kafka, topic, f"{name}.dlq-replay", args.to, args.limit))
+    except KafkaError as exc:
+        raise FatalError(f"kafka: {type(exc).__name__}: {exc}") from exc
     print(f"replayed {sent} dead letters from {topic}", file=sys.stderr)
     return 0
 

@@ -8,10 +8,12 @@ batch in flight is written and committed by its owner and never half-committed b
 from __future__ import annotations
 
 import logging
+import ssl
 from collections.abc import Mapping
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka import errors as kafka_errors
+from aiokafka.conn import create_conn
 
 from connectors import (
     Batch,
@@ -27,20 +29,113 @@ from connectors import TopicPartition as TP
 
 _log = logging.getLogger("connectors.readers.kafka")
 
-_FATAL = (
-    kafka_errors.TopicAuthorizationFailedError,
-    kafka_errors.GroupAuthorizationFailedError,
-    kafka_errors.ClusterAuthorizationFailedError,
+_AUTHENTICATION = (
     kafka_errors.SaslAuthenticationFailed,
     kafka_errors.AuthenticationFailedError,
+    kafka_errors.UnsupportedSaslMechanismError,
+    kafka_errors.IllegalSaslStateError,
+)
+_FATAL = (
+    *_AUTHENTICATION,
+    kafka_errors.ClusterAuthorizationFailedError,
     kafka_errors.UnsupportedVersionError,
 )
+_PROBE_TIMEOUT_MS = 10_000
+# TLS alerts by which a broker refuses the client certificate (mutual TLS).
+_CERTIFICATE_REFUSED = {
+    "TLSV13_ALERT_CERTIFICATE_REQUIRED",
+    "SSLV3_ALERT_BAD_CERTIFICATE",
+    "TLSV1_ALERT_UNKNOWN_CA",
+    "SSLV3_ALERT_CERTIFICATE_EXPIRED",
+    "SSLV3_ALERT_CERTIFICATE_UNKNOWN",
+    "TLSV1_ALERT_ACCESS_DENIED",
+}
 
 
-def _as_ours(exc: kafka_errors.KafkaError) -> Exception:
+def _principal(settings: KafkaSettings) -> str:
+    if settings.security_protocol.startswith("SASL_"):
+        return f"user {settings.sasl_username!r}"
+    if settings.ssl_certfile:
+        return "the principal of KAFKA_SSL_CERTFILE"
+    return "User:ANONYMOUS"
+
+
+def _names(exc: kafka_errors.KafkaError, fallback: str) -> str:
+    """The topic(s) or group aiokafka put in the error, quoted: `'a'` or `'a', 'b'`."""
+    found = exc.args[0] if exc.args else fallback
+    names = [found] if isinstance(found, str) else sorted(str(name) for name in found)
+    return ", ".join(repr(name) for name in names)
+
+
+def _as_ours(exc: kafka_errors.KafkaError, settings: KafkaSettings, group: str) -> Exception:
+    """Denied permissions name the resource, the operation to grant and who lacks it:
+    that line is all an operator sees at 3 a.m."""
+    if isinstance(exc, kafka_errors.TopicAuthorizationFailedError):
+        return FatalError(
+            f"kafka: not authorized: READ on topic {_names(exc, '?')} denied to "
+            f"{_principal(settings)} ({exc.message})"
+        )
+    if isinstance(exc, kafka_errors.GroupAuthorizationFailedError):
+        return FatalError(
+            f"kafka: not authorized: READ on group {_names(exc, group)} denied to "
+            f"{_principal(settings)} ({exc.message})"
+        )
     if isinstance(exc, _FATAL):
         return FatalError(f"kafka: {type(exc).__name__}: {exc}")
     return RetriableError(f"kafka: {type(exc).__name__}: {exc}")
+
+
+async def _connect_once(settings: KafkaSettings) -> BaseException | None:
+    """Why the bootstrap failed: aiokafka logs each broker's error but raises only
+    "Unable to bootstrap", so one connection of our own (same TLS and SASL) finds out."""
+    options = settings.client_options()
+    cause: BaseException | None = None
+    for server in settings.bootstrap_servers.split(","):
+        host, _, port = server.rpartition(":")
+        try:
+            conn = await create_conn(
+                host.strip("[]"),
+                int(port),
+                request_timeout_ms=_PROBE_TIMEOUT_MS,
+                ssl_context=options.get("ssl_context"),
+                security_protocol=settings.security_protocol,
+                sasl_mechanism=options.get("sasl_mechanism"),
+                sasl_plain_username=options.get("sasl_plain_username"),
+                sasl_plain_password=options.get("sasl_plain_password"),
+            )
+        except (OSError, TimeoutError, kafka_errors.KafkaError) as exc:
+            cause = exc
+        else:
+            conn.close()
+            return None
+    return cause
+
+
+def _unreachable(
+    exc: kafka_errors.KafkaError, cause: BaseException | None, settings: KafkaSettings
+) -> Exception:
+    """Bad credentials and an untrusted certificate will not heal by retrying: fatal."""
+    servers = settings.bootstrap_servers
+    if isinstance(cause, _AUTHENTICATION):
+        detail = cause.args[0] if cause.args else cause.description
+        return FatalError(
+            f"kafka: authentication failed for {_principal(settings)} with "
+            f"{settings.sasl_mechanism} at {servers}: {detail} (check KAFKA_SASL_USERNAME, "
+            f"KAFKA_SASL_PASSWORD and KAFKA_SASL_MECHANISM)"
+        )
+    if isinstance(cause, ssl.SSLCertVerificationError):
+        return FatalError(
+            f"kafka: TLS: the certificate of {servers} is not trusted: "
+            f"{cause.verify_message} (check KAFKA_SSL_CAFILE={settings.ssl_cafile or '(system)'}"
+            f" and KAFKA_SSL_CHECK_HOSTNAME)"
+        )
+    refusal = cause.__cause__ if cause is not None else None
+    if isinstance(refusal, ssl.SSLError) and refusal.reason in _CERTIFICATE_REFUSED:
+        return FatalError(
+            f"kafka: TLS: {servers} refused our client certificate ({refusal.reason}; check "
+            f"KAFKA_SSL_CERTFILE={settings.ssl_certfile or '(none)'} and KAFKA_SSL_KEYFILE)"
+        )
+    return RetriableError(f"kafka: {servers} unreachable: {cause or exc}")
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -59,6 +154,7 @@ class KafkaReader:
         self._settings = settings
         self._context = context
         self._consumer: AIOKafkaConsumer | None = None
+        self._group = settings.group_id or context.connector_name
 
     @property
     def consumer(self) -> AIOKafkaConsumer:
@@ -70,7 +166,7 @@ class KafkaReader:
         s = self._settings
         self._consumer = AIOKafkaConsumer(
             **s.client_options(),
-            group_id=s.group_id or self._context.connector_name,
+            group_id=self._group,
             client_id=s.client_id or self._context.connector_name,
             enable_auto_commit=False,
             auto_offset_reset=s.auto_offset_reset,
@@ -83,9 +179,16 @@ class KafkaReader:
         self._consumer.subscribe(list(self._context.topics), listener=_Listener(on_revoke))
         try:
             await self._consumer.start()
+        except kafka_errors.KafkaConnectionError as exc:
+            await self._consumer.stop()
+            cause = await _connect_once(s)
+            raise _unreachable(exc, cause, s) from cause or exc
         except kafka_errors.KafkaError as exc:
             await self._consumer.stop()
-            raise _as_ours(exc) from exc
+            raise self._as_ours(exc) from exc
+
+    def _as_ours(self, exc: kafka_errors.KafkaError) -> Exception:
+        return _as_ours(exc, self._settings, self._group)
 
     async def batch(self) -> Batch:
         try:
@@ -94,7 +197,7 @@ class KafkaReader:
                 max_records=self._context.batch_max_messages,
             )
         except kafka_errors.KafkaError as exc:
-            raise _as_ours(exc) from exc
+            raise self._as_ours(exc) from exc
         records = [
             Record(
                 topic=m.topic,
@@ -120,7 +223,7 @@ class KafkaReader:
             # and overwritten idempotently, so this loses nothing.
             _log.warning("commit refused after a rebalance, records will be replayed: %s", exc)
         except kafka_errors.KafkaError as exc:
-            raise _as_ours(exc) from exc
+            raise self._as_ours(exc) from exc
 
     def assignment(self) -> set[TP]:
         return {(tp.topic, tp.partition) for tp in self.consumer.assignment()}
@@ -130,7 +233,7 @@ class KafkaReader:
         try:
             ends = await self.consumer.end_offsets(tps)
         except kafka_errors.KafkaError as exc:
-            raise _as_ours(exc) from exc
+            raise self._as_ours(exc) from exc
         return {(tp.topic, tp.partition): int(o) for tp, o in ends.items()}
 
     async def positions(self, partitions: set[TP]) -> dict[TP, int]:
@@ -141,7 +244,7 @@ class KafkaReader:
             except kafka_errors.IllegalStateError:
                 continue  # revoked meanwhile
             except kafka_errors.KafkaError as exc:
-                raise _as_ours(exc) from exc
+                raise self._as_ours(exc) from exc
         return found
 
     async def keepalive(self, seconds: float) -> None:
@@ -150,7 +253,7 @@ class KafkaReader:
         try:
             fetched = await consumer.getmany(timeout_ms=int(seconds * 1000), max_records=1)
         except kafka_errors.KafkaError as exc:
-            raise _as_ours(exc) from exc
+            raise self._as_ours(exc) from exc
         for tp, messages in fetched.items():
             # A partition assigned while paused was not paused yet: rewind to what it gave.
             if messages:

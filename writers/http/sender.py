@@ -191,7 +191,7 @@ class HttpWriter:
         if 200 <= code < 300:
             self._last_failure = None
             return
-        said = response.text[:300].strip()
+        said = self._redacted(response.text)[:300].strip()
         what = f"POST {self._where} ({key}) answered {code}" + (f": {said}" if said else "")
         if code in (408, 429) or code >= 500:
             self._last_failure = what
@@ -202,6 +202,16 @@ class HttpWriter:
         if code in self._settings.fatal_statuses:
             raise FatalError(f"{what}; check HTTP_HEADERS (credentials) and HTTP_URL")
         raise PoisonError("write", f"{what}; rejected for good", entries[0].source)
+
+    def _redacted(self, text: str) -> str:
+        """A receiver may echo the credential it refuses ("invalid token: Bearer abc"): each
+        header value, and its last word (the token after "Bearer"), is masked before the
+        answer reaches a log line or a dead letter."""
+        for _, value in self._settings.header_pairs():
+            for secret in {value, value.rsplit(" ", 1)[-1]}:
+                if len(secret) >= 4:
+                    text = text.replace(secret, "*****")
+        return text
 
     async def check(self) -> None:
         """No request of its own (a receiver may not answer GET): unready while the last
