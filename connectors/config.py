@@ -8,6 +8,7 @@ mapping given to `load` and passed down.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal, TypeVar
 from urllib.parse import urlsplit, urlunsplit
@@ -23,6 +24,7 @@ from pydantic_settings import (
 from connectors.errors import Problem
 
 Names = Annotated[tuple[str, ...], NoDecode]
+_MODULE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
 
 
 def split_names(value: Any) -> Any:
@@ -104,6 +106,15 @@ class RuntimeSettings(Settings):
     @classmethod
     def _split(cls, value: Any) -> Any:
         return split_names(value)
+
+    @field_validator("transform_modules", "proto_modules")
+    @classmethod
+    def _module_names(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        """Only dotted module names: nothing from the environment is run as a path or code."""
+        for name in value:
+            if not _MODULE.fullmatch(name):
+                raise ValueError(f"dotted Python module names; {name!r} is not one")
+        return value
 
     @field_validator("topics")
     @classmethod

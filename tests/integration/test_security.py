@@ -467,6 +467,7 @@ def leak_env(
         **s3.env(BUCKET),
         "S3_FLUSH_INTERVAL_S": "1",
         "HTTP_HEADERS": f"Authorization: Bearer {HTTP_TOKEN}",
+        "HTTP_ALLOW_INSECURE_AUTH": "true",  # the test sink speaks plain http on loopback
         "LOG_LEVEL": "DEBUG",
         "BATCH_MAX_WAIT_MS": "200",
         "RETRY_MAX_ATTEMPTS": "2",

@@ -128,7 +128,11 @@ async def test_a_retried_request_carries_the_same_key_and_body(sink: HttpSink) -
     path = f"/retry/{uuid.uuid4().hex[:8]}"
     sink.plan(path, Fault(status=500), Fault(status=429, retry_after="7"))
     batch = make_batch("prefs", [(2, o, b"user-%d" % o, b"v%d" % o) for o in range(3, 6)])
-    writer = http_writer(sink.url(path), headers="Authorization: Bearer s3cr3t; X-Team: comms")
+    writer = http_writer(
+        sink.url(path),
+        headers="Authorization: Bearer s3cr3t; X-Team: comms",
+        allow_insecure_auth=True,  # the sink speaks plain http on loopback
+    )
     await writer.start()
     with pytest.raises(RetriableError):
         await writer.write(batch)
@@ -335,3 +339,18 @@ def test_kill_9_mid_request_then_restart(
     replays = [r for r in sink.accepted(path) if r.headers["idempotency-key"] == hung_key]
     assert [r.body for r in replays] == [hung[0].body]
     assert json.loads(hung[0].body)["value_b64"]
+
+
+def test_credentials_over_plain_http_are_refused_unless_allowed() -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="over plain http://"):
+        HTTPSettings(url="http://crm.internal/api", headers="X-Api-Key: k1")  # type: ignore[arg-type]
+    allowed = HTTPSettings(
+        url="http://crm.internal/api",
+        headers="X-Api-Key: k1",  # type: ignore[arg-type]
+        allow_insecure_auth=True,
+    )
+    assert allowed.header_pairs() == [("X-Api-Key", "k1")]
+    plain = HTTPSettings(url="http://crm.internal/api", headers="X-Team: comms")  # type: ignore[arg-type]
+    assert plain.header_pairs() == [("X-Team", "comms")]

@@ -53,6 +53,8 @@ BAD: list[tuple[str, dict[str, str | None], str]] = [
     ),
     ("not a descriptor set", {"PROTO_DESCRIPTOR_SET": __file__}, "PROTO_DESCRIPTOR_SET"),
     ("unimportable module", {"TRANSFORM_MODULES": "no.such.module"}, "TRANSFORM_MODULES"),
+    ("a path as a module", {"TRANSFORM_MODULES": "/tmp/evil.py"}, "TRANSFORM_MODULES"),
+    ("code as a module", {"PROTO_MODULES": "os;print(1)"}, "PROTO_MODULES"),
     ("bad bootstrap", {"KAFKA_BOOTSTRAP_SERVERS": "localhost"}, "KAFKA_BOOTSTRAP_SERVERS"),
     ("bad offset reset", {"KAFKA_AUTO_OFFSET_RESET": "middle"}, "KAFKA_AUTO_OFFSET_RESET"),
     ("bad metrics port", {"METRICS_PORT": "70000"}, "METRICS_PORT"),

@@ -29,6 +29,7 @@ import asyncio
 import base64
 import json
 import logging
+import ssl
 import time
 from collections.abc import Sequence
 from email.utils import parsedate_to_datetime
@@ -120,7 +121,11 @@ class HttpWriter:
         self._client = httpx.AsyncClient(
             headers=headers,
             timeout=httpx.Timeout(s.timeout_s),
-            verify=s.verify_tls,
+            verify=(
+                ssl.create_default_context(cafile=s.ca_file)
+                if s.ca_file and s.verify_tls
+                else s.verify_tls
+            ),
             follow_redirects=False,
             limits=httpx.Limits(
                 max_connections=s.max_in_flight, max_keepalive_connections=s.max_in_flight

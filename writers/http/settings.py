@@ -8,11 +8,12 @@ the header names are shown.
 from __future__ import annotations
 
 import json
+import os
 import re
 from typing import Annotated, Any, Literal
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
 
 from connectors import Settings, mask_url
@@ -49,6 +50,16 @@ def parse_headers(text: str) -> list[tuple[str, str]]:
     return pairs
 
 
+_CREDENTIAL_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie"})
+_CREDENTIAL_WORDS = ("token", "secret", "key", "auth", "password", "signature")
+
+
+def is_credential(name: str) -> bool:
+    """Whether a header named `name` likely carries a credential."""
+    lowered = name.lower()
+    return lowered in _CREDENTIAL_HEADERS or any(w in lowered for w in _CREDENTIAL_WORDS)
+
+
 def mask_query(url: str) -> str:
     """`url` with its password and every query value masked: tokens often travel there."""
     parts = urlsplit(mask_url(url))
@@ -73,6 +84,10 @@ class HTTPSettings(Settings):
     )
     timeout_s: float = Field(10.0, gt=0, le=600, description="seconds (0-600] per request")
     verify_tls: bool = Field(True, description="true or false (false: accept any certificate)")
+    ca_file: str | None = Field(None, description="path of a PEM CA bundle to verify the server")
+    allow_insecure_auth: bool = Field(
+        False, description="true or false (true: credentials may travel over plain http://)"
+    )
     max_in_flight: int = Field(4, ge=1, le=256, description="an integer 1-256")
     idempotency_header: str = Field(
         "Idempotency-Key", pattern=_TOKEN.pattern, description="a header name"
@@ -114,6 +129,29 @@ class HTTPSettings(Settings):
             raise ValueError("4xx status codes only")
         return value
 
+    @field_validator("ca_file", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("ca_file")
+    @classmethod
+    def _readable(cls, value: str | None) -> str | None:
+        if value is not None and not os.access(value, os.R_OK):
+            raise ValueError(f"a readable file; {value} is not")
+        return value
+
+    @model_validator(mode="after")
+    def _no_credentials_in_clear(self) -> HTTPSettings:
+        if urlsplit(self.url).scheme == "http" and not self.allow_insecure_auth:
+            sent = [name for name, _ in self.header_pairs() if is_credential(name)]
+            if sent:
+                raise ValueError(
+                    f"HTTP_HEADERS would send {', '.join(sent)} over plain http:// in HTTP_URL; "
+                    "use https:// or set HTTP_ALLOW_INSECURE_AUTH=true"
+                )
+        return self
+
     def header_pairs(self) -> list[tuple[str, str]]:
         return parse_headers(self.headers.get_secret_value())
 
@@ -123,6 +161,7 @@ class HTTPSettings(Settings):
             f"HTTP_URL={mask_query(self.url)} HTTP_HEADERS={names!r} "
             f"HTTP_BATCH={str(self.batch).lower()} HTTP_FORMAT={self.format} "
             f"HTTP_TIMEOUT_S={self.timeout_s:g} HTTP_VERIFY_TLS={str(self.verify_tls).lower()} "
+            f"HTTP_CA_FILE={self.ca_file or '(system)'} "
             f"HTTP_MAX_IN_FLIGHT={self.max_in_flight} "
             f"HTTP_IDEMPOTENCY_HEADER={self.idempotency_header} "
             f"HTTP_FATAL_STATUSES={','.join(map(str, self.fatal_statuses))}"
