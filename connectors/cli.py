@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import base64
 import json
+import logging
 import os
 import signal
 import sys
@@ -213,5 +214,19 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     return code
 
 
+def console() -> None:
+    """The `connector` command. Leaves with `os._exit` once everything is closed and
+    flushed: a native client library's threads (obstore's, librdkafka's) must not be able
+    to turn a clean exit code into an abort during interpreter teardown."""
+    code = main()
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            code = code or EXIT_FATAL
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    console()
