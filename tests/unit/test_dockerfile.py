@@ -139,7 +139,7 @@ def test_the_entrypoint_is_connector_run(stages: list[Stage]) -> None:
 
     assert _json_form(final.last("ENTRYPOINT")) == ["connector"]
     assert _json_form(final.last("CMD")) == ["run"]
-    assert PYPROJECT["project"]["scripts"]["connector"] == "connectors.cli:main"
+    assert PYPROJECT["project"]["scripts"]["connector"] == "connectors.cli:console"
     assert "/opt/connector/bin" in final.last("ENV"), "the venv's `connector` is on PATH"
 
 
