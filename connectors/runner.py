@@ -253,6 +253,10 @@ class Runner:
         exemplar = trace.exemplar()
         metrics.STAGE_SECONDS.labels(name, "decode").observe(decode_s, exemplar)
         metrics.STAGE_SECONDS.labels(name, "transform").observe(transform_s, exemplar)
+        if chain.seconds:
+            for step, seconds in chain.seconds.items():
+                metrics.STAGE_SECONDS.labels(name, f"transform:{step}").observe(seconds, exemplar)
+            chain.seconds.clear()
         trace.summed(("decode", decode_s), ("transform", transform_s))
         return WriteBatch(batch, tuple(entries)), letters
 

@@ -18,7 +18,8 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from time import perf_counter
 from typing import Any, NamedTuple, Protocol, TypeVar
 
 from google.protobuf.message import Message
@@ -115,9 +116,15 @@ def _results(result: Any) -> Iterator[Any]:
 
 @dataclass(frozen=True, slots=True)
 class Chain:
-    """The transforms of a pipeline, in order, applied to one record at a time."""
+    """The transforms of a pipeline, in order, applied to one record at a time.
+
+    With more than one transform, the time of each is summed per name in `seconds` (the
+    runner reads and resets it per batch), so a slow one shows by name; a single transform's
+    time is the whole transform stage and costs no extra clock reads.
+    """
 
     steps: tuple[tuple[str, Transform], ...]
+    seconds: dict[str, float] = field(default_factory=dict)
 
     @property
     def names(self) -> list[str]:
@@ -132,16 +139,21 @@ class Chain:
         pending: list[tuple[bytes | None, Any]] = [(record.key, message)]
         entries: list[Entry] = []
         last = len(steps) - 1
+        timed = last > 0
+        seconds = self.seconds
         for index, (name, fn) in enumerate(steps):
             produced: list[tuple[bytes | None, Any]] = []
             for key, value in pending:
                 step_ctx = ctx if key == ctx.key else ctx._replace(key=key)
+                started = perf_counter() if timed else 0.0
                 try:
                     result = fn(value, step_ctx)
                 except Exception as exc:
                     raise PoisonError(
                         f"transform:{name}", f"{type(exc).__name__}: {exc}", record
                     ) from exc
+                if timed:
+                    seconds[name] = seconds.get(name, 0.0) + perf_counter() - started
                 if index == last and type(result) is Put:  # the common case, kept cheap
                     entries.append(_entry(record, _key_bytes(result.key), result.value))
                     continue

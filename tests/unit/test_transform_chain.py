@@ -84,3 +84,20 @@ def test_raising_transform_is_poison_naming_the_stage() -> None:
         chain(broken).apply(RECORD, b"")
     assert caught.value.stage == "transform:broken"
     assert caught.value.record is RECORD
+
+
+def test_each_transform_of_a_longer_chain_is_timed_by_name() -> None:
+    def first(m: Any, ctx: TransformContext) -> Any:
+        return m
+
+    def second(m: Any, ctx: TransformContext) -> Any:
+        return m
+
+    timed = chain(first, second)
+    timed.apply(RECORD, b"v")
+    timed.apply(RECORD, b"v")
+    assert set(timed.seconds) == {"first", "second"}
+    assert all(s > 0 for s in timed.seconds.values())
+    single = chain(first)
+    single.apply(RECORD, b"v")
+    assert single.seconds == {}
