@@ -1,4 +1,4 @@
-.PHONY: setup demo test bench protos
+.PHONY: setup demo test bench protos test-faults
 
 setup:
 	scripts/setup
@@ -11,3 +11,7 @@ test:
 
 protos:
 	scripts/build-protos
+
+test-faults:
+	scripts/setup
+	.venv/bin/python -m pytest -p no:cacheprovider -m faults tests/faults

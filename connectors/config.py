@@ -151,6 +151,12 @@ class KafkaSettings(Settings):
         description="comma-separated host:port pairs",
     )
     group_id: str | None = Field(None, description="a consumer group id")
+    group_instance_id: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9._-]{1,249}$",
+        description="a static member id, unique in the group and kept across restarts "
+        "(e.g. a StatefulSet pod name)",
+    )
     auto_offset_reset: Literal["earliest", "latest"] = Field(
         "earliest", description="earliest or latest"
     )

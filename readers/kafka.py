@@ -167,6 +167,7 @@ class KafkaReader:
         self._consumer = AIOKafkaConsumer(
             **s.client_options(),
             group_id=self._group,
+            group_instance_id=s.group_instance_id,
             client_id=s.client_id or self._context.connector_name,
             enable_auto_commit=False,
             auto_offset_reset=s.auto_offset_reset,

@@ -8,6 +8,7 @@ transaction, so a crash leaves either all of it or none of it.
 from __future__ import annotations
 
 import asyncio
+import os
 from pathlib import Path
 
 import lmdb
@@ -33,6 +34,20 @@ def open_env(settings: KVSettings, readonly: bool = False) -> lmdb.Environment:
         )
     except (lmdb.Error, OSError) as exc:
         raise FatalError(f"KV_URL: cannot open LMDB at {path}: {exc}") from exc
+
+
+# A commit that fails with less than this free on the store's filesystem failed because
+# the filesystem is full. LMDB reports that as ENOSPC, or as EIO ("Input/output error")
+# when a page write came back short, so the message alone does not tell.
+LOW_SPACE_BYTES = 1024 * 1024
+
+
+def free_bytes(path: Path) -> int | None:
+    try:
+        stat = os.statvfs(path)
+    except OSError:
+        return None
+    return stat.f_bavail * stat.f_frsize
 
 
 class LmdbStore:
@@ -69,6 +84,13 @@ class LmdbStore:
                 f"LMDB map is full at {self._settings.map_size_mb} MiB; raise KV_MAP_SIZE_MB"
             ) from exc
         except lmdb.Error as exc:
+            path = Path(lmdb_path(self._settings.url))
+            free = free_bytes(path)
+            if "No space left" in str(exc) or (free is not None and free < LOW_SPACE_BYTES):
+                raise FatalError(
+                    f"LMDB store {path} cannot grow: its filesystem is full ({free} bytes "
+                    f"free; {exc}); free space or enlarge the volume, then restart"
+                ) from exc
             raise RetriableError(f"LMDB write failed: {exc}") from exc
 
     async def write(self, batch: WriteBatch) -> None:

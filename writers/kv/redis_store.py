@@ -7,6 +7,7 @@ live in hashes under `POSITIONS_PREFIX + key`, out of the way of the data keys.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from connectors import FatalError, RetriableError, WriteBatch, mask_url
@@ -38,18 +39,41 @@ redis.call('HSET', KEYS[2], 'tp', ARGV[3], 'offset', ARGV[4])
 return 1
 """
 
+# redis-py turns these replies into their own classes and strips the code from the
+# message (an OOM reply becomes OutOfMemoryError("command not allowed ...")), and inside a
+# MULTI pipeline it prefixes the message with the command, arguments included; so
+# classify by class, and match codes only on the server's own words.
+_RETRIABLE = (
+    redis_errors.OutOfMemoryError,  # OOM: maxmemory reached under noeviction
+    redis_errors.BusyLoadingError,  # LOADING: restarted, reading its data back
+    redis_errors.TryAgainError,
+    redis_errors.ClusterDownError,
+    redis_errors.MasterDownError,
+    redis_errors.ReadOnlyError,  # a failover made our server a replica
+)
 _RETRIABLE_REPLIES = ("OOM", "BUSY", "LOADING", "TRYAGAIN", "CLUSTERDOWN", "MASTERDOWN")
+_PIPELINE_PREFIX = re.compile(r"^Command # \d+ \(.*\) of pipeline caused error: ", re.DOTALL)
+
+
+def _reply(exc: Exception) -> str:
+    """What the server said, without redis-py's pipeline annotation: that repeats the
+    command with its arguments, which are our keys and values and must not reach logs."""
+    text = str(exc.args[0]) if exc.args else str(exc)
+    return _PIPELINE_PREFIX.sub("", text)
 
 
 def _as_ours(exc: Exception, url: str) -> Exception:
     where = mask_url(url)
+    said = _reply(exc)
     if isinstance(exc, redis_errors.AuthenticationError | redis_errors.NoPermissionError):
-        return FatalError(f"redis at {where} refused our credentials: {exc}")
+        return FatalError(f"redis at {where} refused our credentials: {said}")
     if isinstance(exc, redis_errors.ConnectionError | redis_errors.TimeoutError):
-        return RetriableError(f"redis at {where} unreachable: {exc}")
-    if isinstance(exc, redis_errors.ResponseError) and str(exc).startswith(_RETRIABLE_REPLIES):
-        return RetriableError(f"redis at {where} busy: {exc}")
-    return FatalError(f"redis at {where}: {type(exc).__name__}: {exc}")
+        return RetriableError(f"redis at {where} unreachable: {said}")
+    if isinstance(exc, _RETRIABLE) or (
+        isinstance(exc, redis_errors.ResponseError) and said.startswith(_RETRIABLE_REPLIES)
+    ):
+        return RetriableError(f"redis at {where} busy: {type(exc).__name__}: {said}")
+    return FatalError(f"redis at {where}: {type(exc).__name__}: {said}")
 
 
 class RedisStore:
