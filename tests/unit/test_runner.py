@@ -141,7 +141,8 @@ async def test_revocation_waits_for_the_batch_in_flight() -> None:
         await asyncio.sleep(0.001)
     assert reader.on_revoke is not None
     revoke = asyncio.create_task(reader.on_revoke([("raw", 0)]))
-    await asyncio.sleep(0.01)
+    for _ in range(20):  # let every ready task run; the revocation must still be waiting
+        await asyncio.sleep(0)
     assert not revoke.done(), "revocation must wait for write and commit"
     gate.set()
     await asyncio.wait_for(revoke, timeout=5)
