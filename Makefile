@@ -15,3 +15,8 @@ protos:
 test-faults:
 	scripts/setup
 	.venv/bin/python -m pytest -p no:cacheprovider -m faults tests/faults
+
+bench:
+	scripts/setup
+	.venv/bin/pip install -q -e '.[dev,bench]'
+	.venv/bin/python -m bench

@@ -1,0 +1,104 @@
+"""`bench_kv`: the real KV writer, wrapped to time the runtime from inside its own process.
+
+Registered through `TRANSFORM_MODULES=bench.plugin` with `WRITER=bench_kv`, so `connector run`
+is otherwise exactly what a user runs. Per `write` call (one batch) it notes the wall clock and
+the process's CPU time (all threads, so the LMDB worker thread counts) before the first and
+after the last write; with `BENCH_LATENCY_FILE` set it also records, per record, the time
+from the record's Kafka timestamp (CreateTime: when the producer produced it) to the moment
+the inner write returned, that is, when LMDB committed the transaction holding it.
+
+Everything is written at `close()` (the runner calls it on exit, also after SIGTERM):
+`BENCH_STATS_FILE` gets a JSON object, `BENCH_LATENCY_FILE` pairs of int64
+(record timestamp ms, latency in microseconds).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from array import array
+from pathlib import Path
+
+from connectors import WriteBatch, Writer, WriterContext, WriterPlugin, metrics
+from connectors.plugins import WRITERS
+from writers.kv import PLUGIN as KV
+from writers.kv.settings import KVSettings
+
+
+class TimedWriter:
+    def __init__(self, inner: Writer) -> None:
+        self._inner = inner
+        stats = os.environ.get("BENCH_STATS_FILE")
+        latency = os.environ.get("BENCH_LATENCY_FILE")
+        self._stats = Path(stats) if stats else None
+        self._latency = Path(latency) if latency else None
+        self._samples = array("q")
+        self._first: tuple[float, float] | None = None
+        self._last: tuple[float, float] = (0.0, 0.0)
+        self._records = 0
+        self._batches = 0
+
+    async def start(self) -> None:
+        await self._inner.start()
+
+    async def write(self, batch: WriteBatch) -> None:
+        if self._first is None:
+            self._first = (time.time(), time.process_time())
+        await self._inner.write(batch)
+        now = time.time()
+        self._last = (now, time.process_time())
+        records = batch.batch.records
+        self._records += len(records)
+        self._batches += 1
+        if self._latency is not None:
+            now_us = int(now * 1_000_000)
+            samples = self._samples
+            for record in records:
+                samples.append(record.timestamp_ms)
+                samples.append(now_us - record.timestamp_ms * 1000)
+
+    async def check(self) -> None:
+        await self._inner.check()
+
+    async def close(self) -> None:
+        await self._inner.close()
+        if self._stats is not None:
+            first = self._first or self._last
+            self._stats.write_text(
+                json.dumps(
+                    {
+                        "records": self._records,
+                        "batches": self._batches,
+                        "first_write_at": first[0],
+                        "last_write_at": self._last[0],
+                        "cpu_first": first[1],
+                        "cpu_last": self._last[1],
+                        "stage_seconds": stage_seconds(),
+                    }
+                ),
+                encoding="utf-8",
+            )
+        if self._latency is not None:
+            with self._latency.open("wb") as out:
+                self._samples.tofile(out)
+
+
+def stage_seconds() -> dict[str, float]:
+    """The runtime's own per-stage time (connector_stage_seconds), summed over the run."""
+    totals: dict[str, float] = {}
+    for family in metrics.REGISTRY.collect():
+        if family.name != "connector_stage_seconds":
+            continue
+        for sample in family.samples:
+            if sample.name.endswith("_sum"):
+                stage = sample.labels["stage"]
+                totals[stage] = totals.get(stage, 0.0) + sample.value
+    return totals
+
+
+def _build(settings: KVSettings, context: WriterContext) -> TimedWriter:
+    return TimedWriter(KV.build(settings, context))
+
+
+WRITERS.register("bench_kv", WriterPlugin("bench_kv", KVSettings, _build, KV.open_view))

@@ -1,0 +1,164 @@
+"""Child processes measured by the kernel: wall time, CPU time and peak RSS.
+
+`os.wait4` returns the child's own resource usage, so `ru_maxrss` is the exact peak resident
+set of that process (not of the benchmark driver), whatever its language.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PYTHON = str(ROOT / ".venv" / "bin" / "python")
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class Finished:
+    returncode: int
+    wall_s: float
+    cpu_s: float
+    max_rss_mb: float
+    stdout: str
+    stderr: str
+    rss_samples: list[tuple[float, float]] = field(default_factory=list)
+
+    def check(self, what: str) -> Finished:
+        if self.returncode != 0:
+            raise RuntimeError(
+                f"{what} exited {self.returncode}:\n{self.stdout[-3000:]}\n{self.stderr[-3000:]}"
+            )
+        return self
+
+
+def proc_cpu_s(pid: int) -> float | None:
+    """utime + stime of a live process (all its threads), from /proc."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def proc_rss_mb(pid: int) -> float | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+def base_env(**overrides: str) -> dict[str, str]:
+    keep = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "TMPDIR")}
+    keep["PYTHONPATH"] = str(ROOT)
+    keep.update(overrides)
+    return keep
+
+
+class Child:
+    """A started process whose end is collected with wait4."""
+
+    def __init__(
+        self,
+        cmd: Sequence[str],
+        env: Mapping[str, str],
+        logdir: Path,
+        name: str,
+        *,
+        sample_rss_every: float | None = None,
+        cwd: Path = ROOT,
+    ) -> None:
+        logdir.mkdir(parents=True, exist_ok=True)
+        self.out_path = logdir / f"{name}.out"
+        self.err_path = logdir / f"{name}.err"
+        self.started = time.monotonic()
+        with self.out_path.open("wb") as out, self.err_path.open("wb") as err:
+            self.popen = subprocess.Popen(
+                list(cmd), env=dict(env), stdout=out, stderr=err, stdin=subprocess.DEVNULL,
+                cwd=cwd, start_new_session=True,
+            )  # fmt: skip
+        self.pid = self.popen.pid
+        self.rss_samples: list[tuple[float, float]] = []
+        self._sampling = threading.Event()
+        self._sampler: threading.Thread | None = None
+        if sample_rss_every:
+            self._sampler = threading.Thread(
+                target=self._sample, args=(sample_rss_every,), daemon=True
+            )
+            self._sampler.start()
+
+    def _sample(self, every: float) -> None:
+        while not self._sampling.is_set():
+            rss = proc_rss_mb(self.pid)
+            if rss is not None:
+                self.rss_samples.append((time.monotonic() - self.started, rss))
+            self._sampling.wait(every)
+
+    def alive(self) -> bool:
+        return self.popen.returncode is None and self._reap(os.WNOHANG) is None
+
+    _result: tuple[int, float, float, float] | None = None
+
+    def _reap(self, flags: int) -> tuple[int, float, float, float] | None:
+        if self._result is not None:
+            return self._result
+        pid, status, usage = os.wait4(self.pid, flags)
+        if pid == 0:
+            return None
+        code = os.waitstatus_to_exitcode(status)
+        self.popen.returncode = code
+        cpu = usage.ru_utime + usage.ru_stime
+        self._result = (code, time.monotonic() - self.started, cpu, usage.ru_maxrss / 1024)
+        return self._result
+
+    def signal(self, sig: int) -> None:
+        if self.popen.returncode is None and self._result is None:
+            try:
+                os.kill(self.pid, sig)
+            except ProcessLookupError:
+                pass
+
+    def wait(self, timeout: float) -> Finished:
+        deadline = time.monotonic() + timeout
+        while (result := self._reap(os.WNOHANG)) is None:
+            if time.monotonic() > deadline:
+                self.signal(signal.SIGKILL)
+                self._reap(0)
+                self._finish()
+                raise TimeoutError(
+                    f"{self.popen.args} did not finish in {timeout:.0f} s; "
+                    f"see {self.out_path} and {self.err_path}"
+                )
+            time.sleep(0.02)
+        self._finish()
+        code, wall, cpu, rss = result
+        return Finished(
+            code, wall, cpu, rss,
+            self.out_path.read_text(errors="replace"),
+            self.err_path.read_text(errors="replace"),
+            self.rss_samples,
+        )  # fmt: skip
+
+    def _finish(self) -> None:
+        self._sampling.set()
+        if self._sampler is not None:
+            self._sampler.join(2)
+
+    def stop(self, timeout: float = 30.0) -> Finished:
+        self.signal(signal.SIGTERM)
+        return self.wait(timeout)
+
+
+def run(
+    cmd: Sequence[str], env: Mapping[str, str], logdir: Path, name: str, timeout: float
+) -> Finished:
+    return Child(cmd, env, logdir, name).wait(timeout)
