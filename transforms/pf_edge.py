@@ -41,10 +41,11 @@ def pf_edge(message: Any, ctx: TransformContext) -> Put | Delete | None:
         return None
     if message.deleted:
         return Delete(edge_key(zone_id))
+    settings = message.settings  # indexing a protobuf map beats iterating its items()
     config = EdgeZoneConfig(
         zone_id=zone_id,
-        settings={k: v.strip().lower() for k, v in message.settings.items() if k in EDGE_SETTINGS},
-        features=sorted(set(message.features)),
+        settings={k: settings[k].strip().lower() for k in settings if k in EDGE_SETTINGS},
+        features=sorted(set(list(message.features))),
         version=message.version,
         updated_at_ms=message.updated_at_ms,
     )
