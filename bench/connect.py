@@ -9,20 +9,20 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import tempfile
 import time
 import uuid
 from pathlib import Path
 
 from harness.kafka import (
-    _DEPENDENCY_PLUGIN,
     _LOG4J_VERSION,
     _MARKER,
     DEFAULT_VERSION,
     KafkaHarnessError,
     _cache_root,
     _locked,
+    copy_dependencies,
+    maven_pom,
 )
 
 CONNECT_MAIN = "org.apache.kafka.connect.cli.ConnectStandalone"
@@ -43,29 +43,15 @@ def _connect_dir(version: str) -> Path:
 
 
 def _connect_pom(version: str) -> str:
-    deps = [
-        ("org.apache.kafka", "connect-runtime", version),
-        ("org.apache.kafka", "connect-file", version),
-        ("org.apache.logging.log4j", "log4j-core", _LOG4J_VERSION),
-        ("org.apache.logging.log4j", "log4j-slf4j-impl", _LOG4J_VERSION),
-    ]
-    body = "\n".join(
-        f"    <dependency><groupId>{g}</groupId><artifactId>{a}</artifactId>"
-        f"<version>{v}</version></dependency>"
-        for g, a, v in deps
+    return maven_pom(
+        "kafka-connect-jars",
+        [
+            ("org.apache.kafka", "connect-runtime", version),
+            ("org.apache.kafka", "connect-file", version),
+            ("org.apache.logging.log4j", "log4j-core", _LOG4J_VERSION),
+            ("org.apache.logging.log4j", "log4j-slf4j-impl", _LOG4J_VERSION),
+        ],
     )
-    return f"""<?xml version="1.0" encoding="UTF-8"?>
-<project xmlns="http://maven.apache.org/POM/4.0.0">
-  <modelVersion>4.0.0</modelVersion>
-  <groupId>local.bench</groupId>
-  <artifactId>kafka-connect-jars</artifactId>
-  <version>0</version>
-  <packaging>pom</packaging>
-  <dependencies>
-{body}
-  </dependencies>
-</project>
-"""
 
 
 def fetch_connect_jars(version: str = DEFAULT_VERSION, *, timeout: float = 900.0) -> Path:
@@ -85,7 +71,7 @@ def fetch_connect_jars(version: str = DEFAULT_VERSION, *, timeout: float = 900.0
             with tempfile.TemporaryDirectory(dir=root, prefix="fetch-") as tmp:
                 work = Path(tmp)
                 staged = work / "libs"
-                error = _maven(_connect_pom(connect_version), work, staged, timeout)
+                error = copy_dependencies(_connect_pom(connect_version), work, staged, timeout)
                 if error is None and any(staged.glob("connect-file-*.jar")):
                     shutil.rmtree(libs, ignore_errors=True)
                     staged.rename(libs)
@@ -103,26 +89,6 @@ def connect_version(version: str = DEFAULT_VERSION) -> str:
     """Which Kafka Connect release the cached folder holds (see CONNECT_FALLBACKS)."""
     fetch_connect_jars(version)
     return (_connect_dir(version) / _MARKER).read_text(encoding="utf-8").strip()
-
-
-def _maven(pom: str, work: Path, out_dir: Path, timeout: float) -> str | None:
-    """Copy the pom's runtime dependencies into out_dir; the error text, or None."""
-    (work / "pom.xml").write_text(pom, encoding="utf-8")
-    cmd = [
-        "mvn", "-q", "-B", "-Dstyle.color=never", "-f", str(work / "pom.xml"),
-        f"{_DEPENDENCY_PLUGIN}:copy-dependencies",
-        f"-DoutputDirectory={out_dir}", "-DincludeScope=runtime",
-    ]  # fmt: skip
-    try:
-        done = subprocess.run(
-            cmd, cwd=work, capture_output=True, text=True, timeout=timeout, check=False
-        )
-    except subprocess.TimeoutExpired:
-        return f"mvn did not finish in {timeout:.0f} s"
-    if done.returncode != 0:
-        lines = [line for line in done.stdout.splitlines() if "ERROR" in line]
-        return (lines[0] if lines else done.stdout[-2000:]).strip()
-    return None
 
 
 def _properties(path: Path, values: dict[str, str]) -> Path:

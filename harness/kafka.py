@@ -127,12 +127,19 @@ def _libs_dir(version: str) -> Path:
 
 
 def _pom(version: str) -> str:
-    deps = [
-        ("org.apache.kafka", "kafka_2.13", version),
-        ("org.apache.kafka", "kafka-tools", version),
-        ("org.apache.logging.log4j", "log4j-core", _LOG4J_VERSION),
-        ("org.apache.logging.log4j", "log4j-slf4j-impl", _LOG4J_VERSION),
-    ]
+    return maven_pom(
+        "kafka-jars",
+        [
+            ("org.apache.kafka", "kafka_2.13", version),
+            ("org.apache.kafka", "kafka-tools", version),
+            ("org.apache.logging.log4j", "log4j-core", _LOG4J_VERSION),
+            ("org.apache.logging.log4j", "log4j-slf4j-impl", _LOG4J_VERSION),
+        ],
+    )
+
+
+def maven_pom(artifact: str, deps: Sequence[tuple[str, str, str]]) -> str:
+    """A throwaway `pom`-packaged project depending on `deps` (group, artifact, version)."""
     body = "\n".join(
         f"    <dependency><groupId>{g}</groupId><artifactId>{a}</artifactId>"
         f"<version>{v}</version></dependency>"
@@ -142,7 +149,7 @@ def _pom(version: str) -> str:
 <project xmlns="http://maven.apache.org/POM/4.0.0">
   <modelVersion>4.0.0</modelVersion>
   <groupId>local.harness</groupId>
-  <artifactId>kafka-jars</artifactId>
+  <artifactId>{artifact}</artifactId>
   <version>0</version>
   <packaging>pom</packaging>
   <dependencies>
@@ -150,6 +157,26 @@ def _pom(version: str) -> str:
   </dependencies>
 </project>
 """
+
+
+def copy_dependencies(pom: str, work: Path, out_dir: Path, timeout: float) -> str | None:
+    """Copy every runtime jar `pom` depends on into `out_dir` with Maven; the failure's
+    text, or None when it worked (callers raise their own error type)."""
+    (work / "pom.xml").write_text(pom, encoding="utf-8")
+    cmd = [
+        "mvn", "-q", "-B", "-Dstyle.color=never", "-f", str(work / "pom.xml"),
+        f"{_DEPENDENCY_PLUGIN}:copy-dependencies",
+        f"-DoutputDirectory={out_dir}", "-DincludeScope=runtime",
+    ]  # fmt: skip
+    try:
+        done = subprocess.run(
+            cmd, cwd=work, capture_output=True, text=True, timeout=timeout, check=False
+        )
+    except subprocess.TimeoutExpired:
+        return f"mvn did not finish in {timeout:.0f} s: {cmd}"
+    if done.returncode != 0:
+        return f"mvn failed ({done.returncode}):\n{done.stdout[-4000:]}\n{done.stderr[-4000:]}"
+    return None
 
 
 @contextlib.contextmanager
@@ -165,23 +192,9 @@ def _locked(path: Path) -> Iterator[None]:
 
 
 def _run_maven(version: str, out_dir: Path, work: Path, timeout: float) -> None:
-    (work / "pom.xml").write_text(_pom(version), encoding="utf-8")
-    cmd = [
-        "mvn", "-q", "-B", "-Dstyle.color=never", "-f", str(work / "pom.xml"),
-        f"{_DEPENDENCY_PLUGIN}:copy-dependencies",
-        f"-DoutputDirectory={out_dir}", "-DincludeScope=runtime",
-    ]  # fmt: skip
-    try:
-        done = subprocess.run(
-            cmd, cwd=work, capture_output=True, text=True, timeout=timeout, check=False
-        )
-    except subprocess.TimeoutExpired as exc:
-        raise KafkaHarnessError(f"mvn did not finish in {timeout:.0f} s: {cmd}") from exc
-    if done.returncode != 0:
-        raise KafkaHarnessError(
-            f"mvn failed ({done.returncode}) fetching Kafka {version}:\n"
-            f"{done.stdout[-4000:]}\n{done.stderr[-4000:]}"
-        )
+    failure = copy_dependencies(_pom(version), work, out_dir, timeout)
+    if failure is not None:
+        raise KafkaHarnessError(f"fetching Kafka {version}: {failure}")
 
 
 def fetch_jars(version: str = DEFAULT_VERSION, *, timeout: float = 900.0) -> Path:

@@ -31,7 +31,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 
-from harness.kafka import _DEPENDENCY_PLUGIN, _cache_root, _locked, _tail
+from harness.kafka import _cache_root, _locked, _tail, copy_dependencies, maven_pom
 from harness.ports import free_port
 
 __all__ = ["DEFAULT_VERSION", "AnswerHold", "S3ProxyError", "S3ProxyServer", "fetch_s3proxy"]
@@ -51,19 +51,7 @@ def _version_dir(version: str) -> Path:
 
 
 def _pom(version: str) -> str:
-    return f"""<?xml version="1.0" encoding="UTF-8"?>
-<project xmlns="http://maven.apache.org/POM/4.0.0">
-  <modelVersion>4.0.0</modelVersion>
-  <groupId>local.harness</groupId>
-  <artifactId>s3proxy-jars</artifactId>
-  <version>0</version>
-  <packaging>pom</packaging>
-  <dependencies>
-    <dependency><groupId>org.gaul</groupId><artifactId>s3proxy</artifactId>
-      <version>{version}</version></dependency>
-  </dependencies>
-</project>
-"""
+    return maven_pom("s3proxy-jars", [("org.gaul", "s3proxy", version)])
 
 
 def fetch_s3proxy(version: str = DEFAULT_VERSION, *, timeout: float = 900.0) -> Path:
@@ -83,23 +71,11 @@ def fetch_s3proxy(version: str = DEFAULT_VERSION, *, timeout: float = 900.0) -> 
             shutil.rmtree(stale, ignore_errors=True)
         with tempfile.TemporaryDirectory(dir=home, prefix="fetch-") as tmp:
             work = Path(tmp)
-            (work / "pom.xml").write_text(_pom(version), encoding="utf-8")
-            cmd = [
-                "mvn", "-q", "-B", "-Dstyle.color=never", "-f", str(work / "pom.xml"),
-                f"{_DEPENDENCY_PLUGIN}:copy-dependencies",
-                f"-DoutputDirectory={work / 'libs'}", "-DincludeScope=runtime",
-            ]  # fmt: skip
-            try:
-                done = subprocess.run(
-                    cmd, cwd=work, capture_output=True, text=True, timeout=timeout, check=False
-                )
-            except subprocess.TimeoutExpired as exc:
-                raise S3ProxyError(f"mvn did not finish in {timeout:.0f} s: {cmd}") from exc
-            if done.returncode != 0 or not (work / "libs" / f"s3proxy-{version}.jar").exists():
-                raise S3ProxyError(
-                    f"mvn failed ({done.returncode}) fetching S3Proxy {version}:\n"
-                    f"{done.stdout[-4000:]}\n{done.stderr[-4000:]}"
-                )
+            failure = copy_dependencies(_pom(version), work, work / "libs", timeout)
+            if failure is None and not (work / "libs" / f"s3proxy-{version}.jar").exists():
+                failure = f"no s3proxy-{version}.jar among the fetched jars"
+            if failure is not None:
+                raise S3ProxyError(f"fetching S3Proxy {version}: {failure}")
             shutil.rmtree(libs, ignore_errors=True)
             (work / "libs").rename(libs)
         marker.write_text(f"s3proxy {version}\n", encoding="utf-8")
