@@ -20,9 +20,9 @@ from google.protobuf.json_format import MessageToDict
 
 from connectors import alerts, health, logs, metrics, produce, replay, scaffold, tracing
 from connectors.config import RuntimeSettings, load
-from connectors.contracts import find_message_class, import_modules, load_descriptor_set
+from connectors.contracts import find_message_class
 from connectors.errors import ConfigError, ConnectorError, FatalError, Problem
-from connectors.pipeline import Pipeline, resolve
+from connectors.pipeline import Pipeline, resolve, type_pools
 from connectors.plugins import WRITERS
 from connectors.runner import Runner, run_until_stopped
 from connectors.writer import KeyValueView
@@ -108,15 +108,10 @@ def _renderer(type_name: str | None, environ: Mapping[str, str]) -> type | None:
     problems: list[Problem] = []
     runtime_env = {"TOPICS": "-", "CONNECTOR_NAME": "kv", **environ}
     runtime = load(RuntimeSettings, runtime_env, problems)
-    pools = []
-    if runtime is not None and runtime.proto_descriptor_set:
-        pools.append(load_descriptor_set(__import__("pathlib").Path(runtime.proto_descriptor_set)))
-    if runtime is not None and runtime.proto_modules:
-        import_modules(runtime.proto_modules)
-        from google.protobuf import descriptor_pool
-
-        pools.append(descriptor_pool.Default())
-    cls = find_message_class(type_name, tuple(pools))
+    pools = type_pools(runtime, problems) if runtime is not None else None
+    if pools is None:
+        raise ConfigError(problems)
+    cls = find_message_class(type_name, pools)
     if cls is None:
         raise ConfigError(
             [Problem("--type", "a type in PROTO_DESCRIPTOR_SET or PROTO_MODULES", type_name)]

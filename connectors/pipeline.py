@@ -220,7 +220,11 @@ def contracts_for(runtime: RuntimeSettings, problems: list[Problem]) -> Contract
     return _contracts(runtime, problems)
 
 
-def _contracts(runtime: RuntimeSettings, problems: list[Problem]) -> Contracts | None:
+def type_pools(
+    runtime: RuntimeSettings, problems: list[Problem]
+) -> tuple[descriptor_pool.DescriptorPool, ...] | None:
+    """Where protobuf types are looked up: the descriptor set, then PROTO_MODULES' types in
+    the default pool; None (with the problem added) when one cannot be loaded."""
     pools: list[descriptor_pool.DescriptorPool] = []
     if runtime.proto_descriptor_set:
         try:
@@ -238,6 +242,13 @@ def _contracts(runtime: RuntimeSettings, problems: list[Problem]) -> Contracts |
         if not _import("PROTO_MODULES", runtime.proto_modules, problems):
             return None
         pools.append(descriptor_pool.Default())
+    return tuple(pools)
+
+
+def _contracts(runtime: RuntimeSettings, problems: list[Problem]) -> Contracts | None:
+    pools = type_pools(runtime, problems)
+    if pools is None:
+        return None
 
     bindings: dict[str, str] = {}
     for item in runtime.topic_schemas:
@@ -281,7 +292,7 @@ def _contracts(runtime: RuntimeSettings, problems: list[Problem]) -> Contracts |
                 )
             )
             continue
-        cls = find_message_class(type_name, tuple(pools))
+        cls = find_message_class(type_name, pools)
         if cls is None:
             problems.append(
                 Problem(
