@@ -142,8 +142,12 @@ def _chunks(path: Path, count: int, size: int) -> Iterator[list[tuple[bytes, byt
 
 
 async def _writer_alone(payload: Path, count: int, kv_dir: Path, env: dict[str, str]) -> Any:
-    """S1: entries built untimed in chunks of 20,000 records, then written in batches of
-    BATCH_MAX_MESSAGES through the plugin's own `write`, timed write by write."""
+    """S1: entries built in chunks of 20,000 records, then written in batches of
+    BATCH_MAX_MESSAGES through the plugin's own `write`, timed write by write.
+
+    Building the entries is timed too, apart from the writes: decode and transform (the
+    real `pf_edge`) separately, so the report can give the transform alone (T) and a serial
+    bound that includes it."""
     from connectors import Batch, Record, WriteBatch, WriterContext
     from connectors.pipeline import resolve
 
@@ -155,30 +159,47 @@ async def _writer_alone(payload: Path, count: int, kv_dir: Path, env: dict[str, 
     await writer.start()
     elapsed = 0.0
     cpu = 0.0
+    decode_s = 0.0
+    transform_s = 0.0
     written = 0
     offset = 0
     try:
         for chunk in _chunks(payload, count, 20_000):
-            batches: list[WriteBatch] = []
-            for start in range(0, len(chunk), batch_size):
-                records = []
-                entries = []
-                for key, value in chunk[start : start + batch_size]:
-                    record = Record(topic, 0, offset, key, value, (), 0)
-                    offset += 1
-                    records.append(record)
-                    entries.extend(chain.apply(record, contracts.decode(record)))
-                batches.append(WriteBatch(Batch(records), tuple(entries)))
+            records = []
+            for key, value in chunk:
+                records.append(Record(topic, 0, offset, key, value, (), 0))
+                offset += 1
+            t0 = time.perf_counter()
+            messages = [contracts.decode(record) for record in records]
+            t1 = time.perf_counter()
+            produced = [chain.apply(record, m) for record, m in zip(records, messages, strict=True)]
+            t2 = time.perf_counter()
+            decode_s += t1 - t0
+            transform_s += t2 - t1
+            batches = [
+                WriteBatch(
+                    Batch(records[start : start + batch_size]),
+                    tuple(e for entries in produced[start : start + batch_size] for e in entries),
+                )
+                for start in range(0, len(records), batch_size)
+            ]
             t0, c0 = _clock()
             for write_batch in batches:
                 await writer.write(write_batch)
             t1, c1 = _clock()
             elapsed += t1 - t0
             cpu += c1 - c0
-            written += sum(len(b.batch) for b in batches)
+            written += len(records)
     finally:
         await writer.close()
-    return {"records": written, "elapsed_s": elapsed, "cpu_s": cpu, "kv_dir": str(kv_dir)}
+    return {
+        "records": written,
+        "elapsed_s": elapsed,
+        "cpu_s": cpu,
+        "decode_s": decode_s,
+        "transform_s": transform_s,
+        "kv_dir": str(kv_dir),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -156,20 +156,35 @@ class Breaker:
 
     def __init__(self, max_ratio: float, window: int) -> None:
         self._max_ratio = max_ratio
-        self._outcomes: deque[bool] = deque(maxlen=window)
-        self._poison = 0
+        self._window = window
+        self._seen = 0
+        # Where the poison records of the window are, by outcome number: healthy records
+        # are only counted, so a batch of them costs one call and no per-record work.
+        self._poison_at: deque[int] = deque()
         self._min = max(10, window // 10)
 
     def record(self, poison: bool) -> None:
-        if len(self._outcomes) == self._outcomes.maxlen and self._outcomes[0]:
-            self._poison -= 1
-        self._outcomes.append(poison)
-        self._poison += poison
+        if poison:
+            self._poison_at.append(self._seen)
+        self._seen += 1
+        self._expire()
+
+    def record_ok(self, count: int) -> None:
+        """`count` healthy records in a row."""
+        self._seen += count
+        self._expire()
+
+    def _expire(self) -> None:
+        oldest = self._seen - self._window
+        poison_at = self._poison_at
+        while poison_at and poison_at[0] < oldest:
+            poison_at.popleft()
 
     @property
     def ratio(self) -> float:
-        return self._poison / len(self._outcomes) if self._outcomes else 0.0
+        counted = min(self._seen, self._window)
+        return len(self._poison_at) / counted if counted else 0.0
 
     @property
     def tripped(self) -> bool:
-        return len(self._outcomes) >= self._min and self.ratio > self._max_ratio
+        return min(self._seen, self._window) >= self._min and self.ratio > self._max_ratio

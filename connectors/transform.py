@@ -44,15 +44,16 @@ class TransformContext(NamedTuple):
 
     @classmethod
     def of(cls, record: Record) -> TransformContext:
-        return cls(
-            record.topic,
-            record.partition,
-            record.offset,
-            record.key,
-            record.headers,
-            record.timestamp_ms,
-            _log,
+        # tuple.__new__ skips the keyword handling of the generated __new__: one context is
+        # built per record.
+        context: TransformContext = _new_tuple(
+            cls, (record[0], record[1], record[2], record[3], record[5], record[6], _log)
         )
+        return context
+
+
+_new_tuple: Any = tuple.__new__
+_UNSET: Any = object()
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +137,27 @@ class Chain:
         if not steps:
             return [Entry(record, record.key, record.value, message, record.headers)]
         ctx = TransformContext.of(record)
+        if len(steps) == 1:
+            # The common shape, one transform returning one Put, without the general
+            # loop's lists: this runs once per record.
+            name, fn = steps[0]
+            try:
+                result = fn(message, ctx)
+            except Exception as exc:
+                raise PoisonError(
+                    f"transform:{name}", f"{type(exc).__name__}: {exc}", record
+                ) from exc
+            if type(result) is Put:
+                return [_entry(record, _key_bytes(result.key), result.value)]
+            return self._general(record, ctx, message, first=result)
+        return self._general(record, ctx, message)
+
+    def _general(
+        self, record: Record, ctx: TransformContext, message: Any, first: Any = _UNSET
+    ) -> list[Entry]:
+        """Any chain and any result shape; `first` is the first step's result when the
+        caller already called it."""
+        steps = self.steps
         pending: list[tuple[bytes | None, Any]] = [(record.key, message)]
         entries: list[Entry] = []
         last = len(steps) - 1
@@ -144,15 +166,20 @@ class Chain:
         for index, (name, fn) in enumerate(steps):
             produced: list[tuple[bytes | None, Any]] = []
             for key, value in pending:
-                step_ctx = ctx if key == ctx.key else ctx._replace(key=key)
-                started = perf_counter() if timed else 0.0
-                try:
-                    result = fn(value, step_ctx)
-                except Exception as exc:
-                    raise PoisonError(
-                        f"transform:{name}", f"{type(exc).__name__}: {exc}", record
-                    ) from exc
-                if timed:
+                if first is not _UNSET:
+                    result, first = first, _UNSET
+                    timed_here = False
+                else:
+                    step_ctx = ctx if key == ctx.key else ctx._replace(key=key)
+                    started = perf_counter() if timed else 0.0
+                    try:
+                        result = fn(value, step_ctx)
+                    except Exception as exc:
+                        raise PoisonError(
+                            f"transform:{name}", f"{type(exc).__name__}: {exc}", record
+                        ) from exc
+                    timed_here = timed
+                if timed_here:
                     seconds[name] = seconds.get(name, 0.0) + perf_counter() - started
                 if index == last and type(result) is Put:  # the common case, kept cheap
                     entries.append(_entry(record, _key_bytes(result.key), result.value))
@@ -171,5 +198,6 @@ class Chain:
 
 
 def _entry(record: Record, key: bytes | None, value: Any) -> Entry:
-    message = value if isinstance(value, Message) else None
-    return Entry(record, key, _as_bytes(value), message)
+    if isinstance(value, Message):
+        return Entry(record, key, value.SerializeToString(deterministic=True), value)
+    return Entry(record, key, _as_bytes(value), None)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import ssl
 from collections.abc import Mapping
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka import errors as kafka_errors
@@ -28,6 +29,7 @@ from connectors import (
 from connectors import TopicPartition as TP
 
 _log = logging.getLogger("connectors.readers.kafka")
+_new_tuple: Any = tuple.__new__
 
 _AUTHENTICATION = (
     kafka_errors.SaslAuthenticationFailed,
@@ -199,15 +201,11 @@ class KafkaReader:
             )
         except kafka_errors.KafkaError as exc:
             raise self._as_ours(exc) from exc
+        new = _new_tuple  # positional, without the named tuple's keyword handling
         records = [
-            Record(
-                topic=m.topic,
-                partition=m.partition,
-                offset=m.offset,
-                key=m.key,
-                value=m.value,
-                headers=tuple(m.headers),
-                timestamp_ms=m.timestamp,
+            new(
+                Record,
+                (m.topic, m.partition, m.offset, m.key, m.value, tuple(m.headers), m.timestamp),
             )
             for messages in fetched.values()
             for m in messages

@@ -151,6 +151,30 @@ async def test_a_retried_request_carries_the_same_key_and_body(sink: HttpSink) -
     assert third.headers["content-type"] == "application/json"
 
 
+async def test_large_batches_go_in_requests_of_at_most_batch_max_messages(
+    sink: HttpSink,
+) -> None:
+    path = f"/chunks/{uuid.uuid4().hex[:8]}"
+    rows = [(p, o, b"k%d" % p, b"p%d-o%d" % (p, o)) for p in range(2) for o in range(10)]
+    writer = http_writer(sink.url(path), batch_max_messages=4)
+    await writer.start()
+    await writer.write(make_batch("t", rows))
+    await writer.close()
+
+    accepted = sink.accepted(path)
+    assert max(len(r.documents()) for r in accepted) == 4
+    for p in range(2):
+        keys = [
+            r.headers["idempotency-key"]
+            for r in accepted
+            if r.headers["idempotency-key"].startswith(f"http-it:t:{p}:")
+        ]
+        assert keys == [f"http-it:t:{p}:0-3", f"http-it:t:{p}:4-7", f"http-it:t:{p}:8-9"]
+        assert [d.value for d in delivered(accepted) if d.key == b"k%d" % p] == [
+            b"p%d-o%d" % (p, o) for o in range(10)
+        ]
+
+
 async def test_per_record_mode_keeps_partition_order_and_caps_requests_in_flight(
     sink: HttpSink,
 ) -> None:

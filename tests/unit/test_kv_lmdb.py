@@ -17,8 +17,9 @@ def batch(*entries: Entry) -> WriteBatch:
     return WriteBatch(Batch(tuple(e.source for e in entries)), entries)
 
 
-async def store_at(path: Path, **extra: str) -> LmdbStore:
-    store = LmdbStore(KVSettings(url=f"lmdb:{path}", sync=False, **extra))  # type: ignore[arg-type]
+async def store_at(path: Path, connector: str = "c", **extra: str) -> LmdbStore:
+    settings = KVSettings(url=f"lmdb:{path}", sync=False, **extra)  # type: ignore[arg-type]
+    store = LmdbStore(settings, connector)
     await store.start()
     return store
 
@@ -39,6 +40,49 @@ async def test_upsert_delete_and_replay_of_older_offsets(tmp_path: Path) -> None
     await store.write(batch(entry(0, 1, b"a", b"a1"), entry(0, 2, b"b", b"b2")))
     await store.close()
     assert view_at(tmp_path) == {b"a": b"a3"}
+
+
+async def test_a_batch_straddling_the_stored_position_applies_only_what_is_newer(
+    tmp_path: Path,
+) -> None:
+    store = await store_at(tmp_path)
+    await store.write(batch(entry(0, 3, b"a", b"a3"), entry(0, 4, b"b", b"b4")))
+    # Redelivered from offset 2 after a crash: 2-4 are in the store, 5 is new.
+    await store.write(
+        batch(
+            entry(0, 2, b"b", b"b2"),
+            entry(0, 3, b"a", b"a3"),
+            entry(0, 4, b"b", b"b4"),
+            entry(0, 5, b"c", b"c5"),
+        )
+    )
+    await store.write(batch(entry(0, 1, b"a", b"a1")))
+    await store.close()
+    assert view_at(tmp_path) == {b"a": b"a3", b"b": b"b4", b"c": b"c5"}
+
+
+async def test_records_without_entries_still_move_the_position(tmp_path: Path) -> None:
+    store = await store_at(tmp_path)
+    dropped = Record("t", 0, 7, b"x", b"dropped by the transform")
+    await store.write(
+        WriteBatch(Batch((Record("t", 0, 6, b"a", b"a6"), dropped)), (entry(0, 6, b"a", b"a6"),))
+    )
+    # Offset 7 produced nothing but is in the store's past: its replay must not write.
+    await store.write(batch(entry(0, 7, b"a", b"stale")))
+    await store.close()
+    assert view_at(tmp_path) == {b"a": b"a6"}
+
+
+async def test_positions_belong_to_one_connector(tmp_path: Path) -> None:
+    # Two connectors (two consumer groups) read the same topic into one store: each keeps
+    # its own positions, so neither skips the other's records as replays.
+    audit = await store_at(tmp_path, connector="audit")
+    await audit.write(batch(entry(0, 10, b"audit:k", b"1")))
+    await audit.close()
+    edge = await store_at(tmp_path, connector="edge")
+    await edge.write(batch(entry(0, 5, b"edge:k", b"2")))
+    await edge.close()
+    assert view_at(tmp_path) == {b"audit:k": b"1", b"edge:k": b"2"}
 
 
 async def test_same_key_in_one_batch_keeps_the_last(tmp_path: Path) -> None:

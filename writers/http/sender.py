@@ -10,6 +10,10 @@ Error tree at this boundary (httpx → ours)::
       a TLS certificate that does not verify → FatalError
     any other 4xx                            → PoisonError naming a record
 
+Batch mode sends at most `HTTP_BATCH_MAX_MESSAGES` records per request, so a runtime batch
+sized for the commit (`BATCH_MAX_MESSAGES`) does not become a body the receiver refuses as
+too large; the requests of one partition go one after the other, in offset order.
+
 Per-record mode (`HTTP_BATCH=false`) sends the records of one partition one after the
 other (other partitions in parallel, `HTTP_MAX_IN_FLIGHT` at most), so the receiver sees
 them in offset order; a rejected record stops its partition there and is named in the
@@ -135,9 +139,7 @@ class HttpWriter:
     async def write(self, batch: WriteBatch) -> None:
         groups = batch.by_partition()
         if self._settings.batch:
-            jobs = [
-                self._post(entries, self._range_key(entries), True) for entries in groups.values()
-            ]
+            jobs = [self._in_requests(entries) for entries in groups.values()]
         else:
             jobs = [self._one_by_one(entries) for entries in groups.values()]
         results = await asyncio.gather(*jobs, return_exceptions=True)
@@ -151,6 +153,12 @@ class HttpWriter:
     def _range_key(self, entries: Sequence[Entry]) -> str:
         first, last = entries[0].source, entries[-1].source
         return f"{self._stream(first)}:{first.offset}-{last.offset}"
+
+    async def _in_requests(self, entries: Sequence[Entry]) -> None:
+        size = self._settings.batch_max_messages
+        for start in range(0, len(entries), size):
+            chunk = entries[start : start + size]
+            await self._post(chunk, self._range_key(chunk), True)
 
     async def _one_by_one(self, entries: Sequence[Entry]) -> None:
         previous, n = None, 0

@@ -79,6 +79,13 @@ class HTTPSettings(Settings):
         SecretStr(""), description="'Name: value; Name2: value2' or a JSON object"
     )
     batch: bool = Field(True, description="true (one request per partition of a batch) or false")
+    batch_max_messages: int = Field(
+        500,
+        ge=1,
+        le=1_000_000,
+        description="an integer 1-1000000 (most records in one request; more are sent as "
+        "several requests in offset order)",
+    )
     format: Literal["json", "ndjson"] = Field(
         "json", description="json (an array per batch) or ndjson (one document per line)"
     )
@@ -159,7 +166,8 @@ class HTTPSettings(Settings):
         names = "; ".join(f"{name}: *****" for name, _ in self.header_pairs())
         return (
             f"HTTP_URL={mask_query(self.url)} HTTP_HEADERS={names!r} "
-            f"HTTP_BATCH={str(self.batch).lower()} HTTP_FORMAT={self.format} "
+            f"HTTP_BATCH={str(self.batch).lower()} "
+            f"HTTP_BATCH_MAX_MESSAGES={self.batch_max_messages} HTTP_FORMAT={self.format} "
             f"HTTP_TIMEOUT_S={self.timeout_s:g} HTTP_VERIFY_TLS={str(self.verify_tls).lower()} "
             f"HTTP_CA_FILE={self.ca_file or '(system)'} "
             f"HTTP_MAX_IN_FLIGHT={self.max_in_flight} "

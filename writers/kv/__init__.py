@@ -1,8 +1,9 @@
 """The Quicksilver-like key-value writer (`WRITER=kv`, alias `quicksilver`).
 
 Upsert by key, delete on a `Delete` output or a tombstone, one transaction (LMDB) or one
-MULTI/EXEC pipeline (Redis) per batch, and a position kept per key so that replays are
-harmless. The backend is chosen by `KV_URL`'s scheme.
+MULTI/EXEC pipeline (Redis) per batch, and source positions kept with the data (per
+partition in LMDB, per key in Redis) so that replays are harmless.
+The backend is chosen by `KV_URL`'s scheme.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ def build(settings: KVSettings, context: WriterContext) -> Writer:
     if settings.scheme == "lmdb":
         from writers.kv.lmdb_store import LmdbStore
 
-        return LmdbStore(settings)
+        return LmdbStore(settings, context.connector_name)
     from writers.kv.redis_store import RedisStore
 
     return RedisStore(settings)

@@ -1,22 +1,32 @@
 """The embedded backend: LMDB, one write transaction per batch.
 
 Two named databases: `data` (key → value, what readers of the store see) and `positions`
-(key → where it was last written from, see `position`). A batch is applied in one
-transaction, so a crash leaves either all of it or none of it.
+(per connector and partition: the last offset whose entries the store holds). A batch and
+its positions are applied in one transaction, so a crash leaves either all of it or none of
+it, and the store always holds exactly the records of each partition up to its position.
+A record at or below that position is already in the store: a replay of it (a crash before
+the Kafka commit, a rebalance) is skipped, so it can never undo newer data.
+
+Why per partition and not per key: every put into a second, per-key tree dirties a second
+random page, which doubled the cost of a commit (bench/RESULTS.md). Per partition it is one
+get and one put per partition and batch.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 from pathlib import Path
 
 import lmdb
 
-from connectors import Entry, FatalError, RetriableError, WriteBatch
+from connectors import Entry, FatalError, RetriableError, TopicPartition, WriteBatch
 from writers.kv import position
 from writers.kv.position import reject_keyless
 from writers.kv.settings import KVSettings, lmdb_path
+
+_log = logging.getLogger("connectors.writers.kv")
 
 
 def open_env(settings: KVSettings, readonly: bool = False) -> lmdb.Environment:
@@ -51,9 +61,12 @@ def free_bytes(path: Path) -> int | None:
 
 
 class LmdbStore:
-    def __init__(self, settings: KVSettings) -> None:
+    def __init__(self, settings: KVSettings, connector_name: str = "") -> None:
         self._settings = settings
         self._prefix = settings.key_prefix.encode()
+        # Positions belong to one consumer group (the connector) and key space: two
+        # connectors reading one topic into one store do not skip each other's records.
+        self._scope = f"{connector_name}\x00{settings.key_prefix}\x00".encode()
         self._env: lmdb.Environment | None = None
 
     def _open(self) -> lmdb.Environment:
@@ -66,19 +79,44 @@ class LmdbStore:
     async def start(self) -> None:
         self._open()
 
-    def apply(self, entries: list[Entry]) -> None:
+    def apply(self, entries: list[Entry], upto: dict[TopicPartition, int]) -> None:
+        """Store `entries` and move each partition's position to `upto` (next offsets)."""
         env = self._open()
+        scope, positions, data, prefix = self._scope, self._positions, self._data, self._prefix
         try:
             with env.begin(write=True) as txn:
+                stored = {
+                    tp: position.decode_offset(
+                        txn.get(scope + position.partition_key(tp), db=positions)
+                    )
+                    for tp in upto
+                }
+                skipped = 0
                 for entry in entries:
-                    key = self._prefix + (entry.key or b"")
-                    if position.is_stale(txn.get(key, db=self._positions), entry):
+                    source = entry.source
+                    if source.offset <= stored[(source.topic, source.partition)]:
+                        skipped += 1  # already in the store: a replay
                         continue
+                    key = prefix + (entry.key or b"")
                     if entry.value is None:
-                        txn.delete(key, db=self._data)
+                        txn.delete(key, db=data)
                     else:
-                        txn.put(key, entry.value, db=self._data)
-                    txn.put(key, position.encode(entry), db=self._positions)
+                        txn.put(key, entry.value, db=data)
+                for tp, next_offset in upto.items():
+                    if next_offset - 1 > stored[tp]:
+                        txn.put(
+                            scope + position.partition_key(tp),
+                            position.encode_offset(next_offset - 1),
+                            db=positions,
+                        )
+            if skipped:
+                _log.info(
+                    "%d of %d entries come from offsets the store already holds (%s); "
+                    "skipped as a replay",
+                    skipped,
+                    len(entries),
+                    ", ".join(f"{t}[{p}] up to {o}" for (t, p), o in sorted(stored.items())),
+                )
         except lmdb.MapFullError as exc:
             raise FatalError(
                 f"LMDB map is full at {self._settings.map_size_mb} MiB; raise KV_MAP_SIZE_MB"
@@ -97,7 +135,7 @@ class LmdbStore:
         entries = list(batch.entries)
         reject_keyless(entries)
         if entries:
-            await asyncio.to_thread(self.apply, entries)
+            await asyncio.to_thread(self.apply, entries, batch.batch.next_offsets)
 
     async def check(self) -> None:
         env = self._open()

@@ -1,31 +1,30 @@
-"""The (topic, partition, offset) each key was last written from.
+"""Where stored data came from, so that a replay never overwrites newer data.
 
-Kept beside every key so that a replay of older offsets (after a crash, or a rewind)
-never overwrites what a newer record of the same partition wrote. Positions from
-different partitions cannot be ordered; there the last write wins, as in Kafka itself.
+The Redis backend keeps the (topic, partition, offset) each key was last written from;
+LMDB keeps, per partition, the last offset the store holds. Positions from different
+partitions cannot be ordered; there the last write wins, as in Kafka itself.
 """
 
 from __future__ import annotations
 
 import struct
 
-from connectors import Entry, PoisonError
+from connectors import Entry, PoisonError, TopicPartition
 
 _OFFSET = struct.Struct(">q")
 
 
-def encode(entry: Entry) -> bytes:
-    source = entry.source
-    return _OFFSET.pack(source.offset) + f"{source.topic}\x00{source.partition}".encode()
+def partition_key(tp: TopicPartition) -> bytes:
+    return f"{tp[0]}\x00{tp[1]}".encode()
 
 
-def is_stale(stored: bytes | None, entry: Entry) -> bool:
-    """True when `stored` comes from the same partition at a later offset than `entry`."""
-    if stored is None:
-        return False
-    (offset,) = _OFFSET.unpack_from(stored)
-    source = entry.source
-    return offset > source.offset and stored[8:] == f"{source.topic}\x00{source.partition}".encode()
+def encode_offset(offset: int) -> bytes:
+    return _OFFSET.pack(offset)
+
+
+def decode_offset(stored: bytes | None) -> int:
+    """The stored offset, or -1 when the partition has written nothing yet."""
+    return -1 if stored is None else int(_OFFSET.unpack_from(stored)[0])
 
 
 def reject_keyless(entries: list[Entry]) -> None:
