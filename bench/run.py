@@ -329,7 +329,13 @@ def ratios(summaries: Mapping[str, Summary]) -> dict[str, float]:
         return summaries[name].rate if name in summaries else None
 
     found: dict[str, float] = {}
-    pairs = {"R/B1": ("R", "B1"), "R/B2": ("R", "B2"), "R0/B1": ("R0", "B1"), "R/J": ("R", "J")}
+    pairs = {
+        "R/B1": ("R", "B1"),
+        "R/B2": ("R", "B2"),
+        "R0/B1": ("R0", "B1"),
+        "R/J": ("R", "J"),
+        "R0/J": ("R0", "J"),  # J neither decodes nor transforms: R0 is its like
+    }
     for label, (a, b) in pairs.items():
         ra, rb = rate(a), rate(b)
         if ra is not None and rb is not None:
