@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import atexit
 import base64
 import concurrent.futures
 import contextlib
@@ -32,13 +31,13 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from types import TracebackType
 from typing import Any, TypeVar, cast
 from xml.sax.saxutils import quoteattr
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from harness.ports import free_port
+from harness.process import ServerProcess, tail
 
 __all__ = [
     "BROKER_MAIN",
@@ -468,14 +467,6 @@ def _random_cluster_id() -> str:
             return text
 
 
-def _tail(path: Path, lines: int) -> str:
-    try:
-        content = path.read_text(encoding="utf-8", errors="replace")
-    except FileNotFoundError:
-        return f"({path} does not exist)"
-    return "\n".join(content.splitlines()[-lines:]) or f"({path} is empty)"
-
-
 _ERROR_LINE = re.compile(r"^\[[^]]+\] (ERROR|FATAL) |^Caused by: ")
 
 
@@ -511,13 +502,15 @@ def _is_kafka_process(pid: int) -> bool:
     return BROKER_MAIN.encode() in cmdline.split(b"\0")
 
 
-class KafkaBroker:
+class KafkaBroker(ServerProcess):
     """One KRaft node in combined broker+controller mode on loopback ports.
 
     Ports are chosen once, so ``stop()`` then ``start()`` brings the same broker back
     at the same address with its data: that is how tests restart Kafka under a
     connector.
     """
+
+    name = "kafka broker"
 
     def __init__(
         self,
@@ -530,18 +523,16 @@ class KafkaBroker:
         heap: str = "512m",
         properties: Mapping[str, str] | None = None,
     ) -> None:
-        self._owned_dir = directory is None
-        self.directory = Path(
-            tempfile.mkdtemp(prefix="kafka-broker-") if directory is None else directory
-        ).resolve()
+        super().__init__(
+            None if directory is None else Path(directory),
+            prefix="kafka-broker-",
+            start_timeout=start_timeout,
+        )
         self.port = port or free_port()
         self.controller_port = controller_port or free_port()
         self.version = version
-        self.start_timeout = start_timeout
         self.heap = heap
         self.extra_properties = dict(properties or {})
-        self._process: subprocess.Popen[bytes] | None = None
-        self._atexit_registered = False
 
     # -- paths and configuration
 
@@ -562,10 +553,6 @@ class KafkaBroker:
     def console_path(self) -> Path:
         """The JVM's own stdout/stderr: crashes and class-path errors land here."""
         return self.directory / "broker.out"
-
-    @property
-    def pid(self) -> int | None:
-        return self._process.pid if self._process is not None else None
 
     def properties(self) -> dict[str, str]:
         props = {
@@ -649,20 +636,11 @@ class KafkaBroker:
         self._format_storage(config)
         cmd = _java_command(self.version, BROKER_MAIN, str(config), heap=self.heap)
         cmd[1:1] = [f"-Dlog4j2.configurationFile={self.directory / 'log4j2.xml'}"]
-        with self.console_path.open("ab") as console:
-            self._process = subprocess.Popen(
-                cmd, stdin=subprocess.DEVNULL, stdout=console, stderr=subprocess.STDOUT,
-                cwd=self.directory, start_new_session=True,
-            )  # fmt: skip
-        if not detach and not self._atexit_registered:
-            atexit.register(self._atexit)
-            self._atexit_registered = True
-        try:
-            self.wait_until_answering(self.start_timeout)
-        except BaseException:
-            self.kill()
-            raise
+        self._launch(cmd, output=self.console_path, detach=detach)
         return self
+
+    def _wait_until_answering(self) -> None:
+        self.wait_until_answering(self.start_timeout)
 
     def wait_until_answering(self, timeout: float) -> None:
         """Poll with an admin request until the broker answers, the JVM dies, or time
@@ -698,70 +676,14 @@ class KafkaBroker:
         then the end of the broker log and of the JVM console."""
         return (
             f"--- errors in {self.log_path} ---\n{_errors(self.log_path)}\n"
-            f"--- {self.log_path} (tail) ---\n{_tail(self.log_path, lines)}\n"
-            f"--- {self.console_path} (tail) ---\n{_tail(self.console_path, lines)}"
+            f"--- {self.log_path} (tail) ---\n{tail(self.log_path, lines)}\n"
+            f"--- {self.console_path} (tail) ---\n{tail(self.console_path, lines)}"
         )
-
-    def is_running(self) -> bool:
-        return self._process is not None and self._process.poll() is None
 
     def stop(self, timeout: float = _STOP_TIMEOUT) -> None:
         """SIGTERM for a clean shutdown (flushes logs, writes the clean-shutdown
         marker), then SIGKILL if it takes longer than ``timeout``."""
-        process = self._process
-        if process is None:
-            return
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            process.send_signal(signal.SIGCONT)  # a paused JVM cannot act on SIGTERM
-            try:
-                process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(10)
-        self._process = None
-
-    def kill(self) -> None:
-        """SIGKILL: a crash, for tests of what survives one."""
-        process = self._process
-        if process is None:
-            return
-        if process.poll() is None:
-            process.kill()
-            process.wait(10)
-        self._process = None
-
-    def pause(self) -> None:
-        """SIGSTOP: the broker keeps its sockets but answers nothing, like a hung host."""
-        if self._process is not None and self._process.poll() is None:
-            self._process.send_signal(signal.SIGSTOP)
-
-    def resume(self) -> None:
-        """SIGCONT after :meth:`pause`."""
-        if self._process is not None and self._process.poll() is None:
-            self._process.send_signal(signal.SIGCONT)
-
-    def close(self) -> None:
-        """Stop, and remove the directory if this object created it."""
-        self.stop()
-        if self._owned_dir:
-            shutil.rmtree(self.directory, ignore_errors=True)
-
-    def _atexit(self) -> None:
-        self.kill()
-        if self._owned_dir:
-            shutil.rmtree(self.directory, ignore_errors=True)
-
-    def __enter__(self) -> KafkaBroker:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
+        super().stop(timeout)
 
 
 # ----------------------------------------------------------------------------- CLI

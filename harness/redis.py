@@ -6,16 +6,12 @@ test session starts from an empty keyspace and leaves nothing on disk.
 
 from __future__ import annotations
 
-import atexit
 import shutil
 import socket
-import subprocess
-import tempfile
-import time
 from pathlib import Path
-from types import TracebackType
 
 from harness.ports import free_port
+from harness.process import ServerProcess, tail
 
 __all__ = ["RedisServer", "RedisStartError"]
 
@@ -35,8 +31,10 @@ def _ping(port: int, timeout: float) -> bool:
         return False
 
 
-class RedisServer:
+class RedisServer(ServerProcess):
     """One ``redis-server`` process; :attr:`url` is what a connector's config takes."""
+
+    name = "redis-server"
 
     def __init__(
         self,
@@ -45,12 +43,9 @@ class RedisServer:
         executable: str = "redis-server",
         start_timeout: float = 20.0,
     ) -> None:
+        super().__init__(None, prefix="redis-server-", start_timeout=start_timeout)
         self.port = port or free_port()
         self.executable = executable
-        self.start_timeout = start_timeout
-        self.directory = Path(tempfile.mkdtemp(prefix="redis-server-"))
-        self._process: subprocess.Popen[bytes] | None = None
-        self._atexit_registered = False
 
     @property
     def url(self) -> str:
@@ -59,10 +54,6 @@ class RedisServer:
     @property
     def log_path(self) -> Path:
         return self.directory / "redis.log"
-
-    @property
-    def pid(self) -> int | None:
-        return self._process.pid if self._process is not None else None
 
     def _command(self) -> list[str]:
         binary = shutil.which(self.executable)
@@ -82,72 +73,20 @@ class RedisServer:
 
     def start(self) -> RedisServer:
         """Start the server and return once it answers PING."""
-        if self.is_running():
-            return self
-        self._process = subprocess.Popen(
-            self._command(), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL, cwd=self.directory, start_new_session=True,
-        )  # fmt: skip
-        if not self._atexit_registered:
-            atexit.register(self.close)
-            self._atexit_registered = True
-        try:
-            self._wait_until_answering()
-        except BaseException:
-            self.stop()
-            raise
+        if not self.is_running():
+            self._launch(self._command(), output=None)
         return self
 
     def _wait_until_answering(self) -> None:
-        deadline = time.monotonic() + self.start_timeout
-        while time.monotonic() < deadline:
-            if self._process is not None and self._process.poll() is not None:
-                raise RedisStartError(
-                    f"redis-server exited with {self._process.returncode}\n{self.log_tail()}"
-                )
-            if _ping(self.port, 1.0):
-                return
-            time.sleep(0.05)
-        raise RedisStartError(
-            f"redis-server on port {self.port} did not answer PING within "
-            f"{self.start_timeout:.0f} s\n{self.log_tail()}"
+        self._poll(
+            lambda: _ping(self.port, 1.0),
+            RedisStartError,
+            f"on port {self.port} (PING)",
+            interval=0.05,
         )
 
+    def diagnostics(self) -> str:
+        return self.log_tail()
+
     def log_tail(self, lines: int = 40) -> str:
-        try:
-            text = self.log_path.read_text(encoding="utf-8", errors="replace")
-        except FileNotFoundError:
-            return f"({self.log_path} does not exist)"
-        return "\n".join(text.splitlines()[-lines:])
-
-    def is_running(self) -> bool:
-        return self._process is not None and self._process.poll() is None
-
-    def stop(self, timeout: float = 10.0) -> None:
-        """SIGTERM, then SIGKILL if it lingers; nothing is saved either way."""
-        process = self._process
-        if process is None:
-            return
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(10)
-        self._process = None
-
-    def close(self) -> None:
-        self.stop()
-        shutil.rmtree(self.directory, ignore_errors=True)
-
-    def __enter__(self) -> RedisServer:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
+        return tail(self.log_path, lines)

@@ -15,24 +15,21 @@ Command line::
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import http.client
 import re
 import secrets
 import shutil
 import socket
-import subprocess
 import sys
 import tempfile
 import threading
-import time
 from collections.abc import Sequence
 from pathlib import Path
-from types import TracebackType
 
-from harness.kafka import _cache_root, _locked, _tail, copy_dependencies, maven_pom
+from harness.kafka import _cache_root, _locked, copy_dependencies, maven_pom
 from harness.ports import free_port
+from harness.process import ServerProcess, tail
 
 __all__ = ["DEFAULT_VERSION", "AnswerHold", "S3ProxyError", "S3ProxyServer", "fetch_s3proxy"]
 
@@ -93,7 +90,7 @@ _LOGBACK = """<configuration>
 """
 
 
-class S3ProxyServer:
+class S3ProxyServer(ServerProcess):
     """One S3Proxy on a loopback port, SigV4 with a random key pair, path-style only.
 
     :meth:`env` gives the variables a connector needs to write to it.
@@ -107,18 +104,16 @@ class S3ProxyServer:
         version: str = DEFAULT_VERSION,
         start_timeout: float = 90.0,
     ) -> None:
-        self._owned_dir = directory is None
-        self.directory = Path(
-            tempfile.mkdtemp(prefix="s3proxy-") if directory is None else directory
-        ).resolve()
+        super().__init__(
+            None if directory is None else Path(directory),
+            prefix="s3proxy-",
+            start_timeout=start_timeout,
+        )
         self.port = port or free_port()
         self.version = version
-        self.start_timeout = start_timeout
         self.access_key = "AK" + secrets.token_hex(8).upper()
         self.secret_key = secrets.token_urlsafe(30)
         self.region = REGION
-        self._process: subprocess.Popen[bytes] | None = None
-        self._atexit_registered = False
 
     @property
     def endpoint(self) -> str:
@@ -192,19 +187,7 @@ class S3ProxyServer:
             f"-Dlogback.configurationFile={self.directory / 'logback.xml'}",
             "-cp", f"{libs}/*", MAIN_CLASS, "--properties", str(config),
         ]  # fmt: skip
-        with self.log_path.open("ab") as log:
-            self._process = subprocess.Popen(
-                cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                cwd=self.directory, start_new_session=True,
-            )  # fmt: skip
-        if not self._atexit_registered:
-            atexit.register(self.close)
-            self._atexit_registered = True
-        try:
-            self._wait_until_answering()
-        except BaseException:
-            self.stop()
-            raise
+        self._launch(cmd, output=self.log_path)
         return self
 
     def _answers(self) -> bool:
@@ -220,51 +203,10 @@ class S3ProxyServer:
             conn.close()
 
     def _wait_until_answering(self) -> None:
-        deadline = time.monotonic() + self.start_timeout
-        while time.monotonic() < deadline:
-            if self._process is not None and self._process.poll() is not None:
-                raise S3ProxyError(
-                    f"s3proxy exited with {self._process.returncode}\n{_tail(self.log_path, 60)}"
-                )
-            if self._answers():
-                return
-            time.sleep(0.1)
-        raise S3ProxyError(
-            f"s3proxy on {self.endpoint} did not answer within {self.start_timeout:.0f} s\n"
-            f"{_tail(self.log_path, 60)}"
-        )
+        self._poll(self._answers, S3ProxyError, f"on {self.endpoint}")
 
-    def is_running(self) -> bool:
-        return self._process is not None and self._process.poll() is None
-
-    def stop(self, timeout: float = 10.0) -> None:
-        process = self._process
-        if process is None:
-            return
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(10)
-        self._process = None
-
-    def close(self) -> None:
-        self.stop()
-        if self._owned_dir:
-            shutil.rmtree(self.directory, ignore_errors=True)
-
-    def __enter__(self) -> S3ProxyServer:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
+    def diagnostics(self) -> str:
+        return tail(self.log_path, 60)
 
 
 class AnswerHold:
