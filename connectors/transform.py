@@ -144,9 +144,7 @@ class Chain:
             try:
                 result = fn(message, ctx)
             except Exception as exc:
-                raise PoisonError(
-                    f"transform:{name}", f"{type(exc).__name__}: {exc}", record
-                ) from exc
+                raise _poison(name, record, exc) from exc
             if type(result) is Put:
                 return [_entry(record, _key_bytes(result.key), result.value)]
             return self._general(record, ctx, message, first=result)
@@ -175,9 +173,7 @@ class Chain:
                     try:
                         result = fn(value, step_ctx)
                     except Exception as exc:
-                        raise PoisonError(
-                            f"transform:{name}", f"{type(exc).__name__}: {exc}", record
-                        ) from exc
+                        raise _poison(name, record, exc) from exc
                     timed_here = timed
                 if timed_here:
                     seconds[name] = seconds.get(name, 0.0) + perf_counter() - started
@@ -195,6 +191,11 @@ class Chain:
         for key, value in pending:
             entries.append(_entry(record, key, value))
         return entries
+
+
+def _poison(step: str, record: Record, exc: Exception) -> PoisonError:
+    """What a raising transform makes of its record: poison of stage `transform:<step>`."""
+    return PoisonError(f"transform:{step}", f"{type(exc).__name__}: {exc}", record)
 
 
 def _entry(record: Record, key: bytes | None, value: Any) -> Entry:

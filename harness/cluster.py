@@ -28,7 +28,6 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from types import TracebackType
 from typing import Any, cast
 
 from aiokafka.admin import AIOKafkaAdminClient
@@ -45,6 +44,7 @@ from harness.kafka import (
     run_tool,
 )
 from harness.ports import free_port
+from harness.process import Service
 
 __all__ = ["ClusterNode", "KafkaCluster", "PartitionState"]
 
@@ -120,7 +120,7 @@ async def _with_admin(bootstrap: str, call: Any) -> Any:
         await admin.close()
 
 
-class KafkaCluster:
+class KafkaCluster(Service):
     """``size`` KRaft nodes (3 by default), each broker and controller, on loopback."""
 
     def __init__(
@@ -374,14 +374,3 @@ class KafkaCluster:
                     f"{topic}: replicas out of sync after {timeout} s: {lagging}"
                 )
             time.sleep(_POLL_S)
-
-    def __enter__(self) -> KafkaCluster:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()

@@ -24,8 +24,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
 from typing import Any
+
+from harness.process import Service
 
 __all__ = ["Fault", "HttpSink", "Received"]
 
@@ -116,7 +117,7 @@ class _Handler(BaseHTTPRequestHandler):
     do_GET = _handle
 
 
-class HttpSink:
+class HttpSink(Service):
     """The recording, fault-injecting server; see the module docstring."""
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
@@ -189,17 +190,6 @@ class HttpSink:
         self._released.set()
         self._server.shutdown()
         self._server.server_close()
-
-    def __enter__(self) -> HttpSink:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 class _InFlight:

@@ -28,7 +28,28 @@ def tail(path: Path, lines: int) -> str:
     return "\n".join(content.splitlines()[-lines:]) or f"({path} is empty)"
 
 
-class ServerProcess:
+class Service:
+    """Something a test starts and closes: `with X() as x:` starts it and closes it after."""
+
+    def start(self) -> Self:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class ServerProcess(Service):
     """A local server run as a child process, with a working directory of its own.
 
     `directory=None` makes a temporary one, removed on close; a given one is kept.
@@ -153,16 +174,3 @@ class ServerProcess:
         if self._owned_dir:
             shutil.rmtree(self.directory, ignore_errors=True)
 
-    def start(self) -> Self:
-        raise NotImplementedError
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()

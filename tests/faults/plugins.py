@@ -12,9 +12,6 @@
 
   `RECORD_RATE` (records/s, 0 = unlimited) paces the writer like a slow sink, so that a
   run lasts long enough for a fault to land in its middle.
-- reader `kafka_static`: the Kafka reader with static group membership
-  (`group.instance.id` = `FAULTS_GROUP_INSTANCE_ID`), to measure what the proposed
-  `KAFKA_GROUP_INSTANCE_ID` setting would change before the runtime has it.
 - reader `kafka_gated`: the Kafka reader, reading nothing until the file `FAULTS_GATE`
   exists (it keeps its partitions paused and polls, as the runner does while retrying), so
   that a group of several processes forms before any of them starts on the data.
@@ -23,7 +20,6 @@
 from __future__ import annotations
 
 import asyncio
-import functools
 import os
 import time
 from pathlib import Path
@@ -32,7 +28,6 @@ from typing import Any
 import readers.kafka as kafka_reader
 from connectors import (
     Batch,
-    OnRevoke,
     ReaderContext,
     ReaderPlugin,
     WriteBatch,
@@ -103,20 +98,6 @@ def _register_recorded() -> None:
     WRITERS.register("recorded", WriterPlugin("recorded", inner.settings, build, inner.open_view))
 
 
-class StaticKafkaReader(kafka_reader.KafkaReader):
-    """The Kafka reader whose consumer joins with a `group.instance.id`."""
-
-    async def start(self, on_revoke: OnRevoke) -> None:
-        instance = os.environ["FAULTS_GROUP_INSTANCE_ID"]
-        original = kafka_reader.AIOKafkaConsumer  # type: ignore[attr-defined]
-        static = functools.partial(original, group_instance_id=instance)
-        kafka_reader.AIOKafkaConsumer = static  # type: ignore[attr-defined]
-        try:
-            await super().start(on_revoke)
-        finally:
-            kafka_reader.AIOKafkaConsumer = original  # type: ignore[attr-defined]
-
-
 class GatedKafkaReader(kafka_reader.KafkaReader):
     """The Kafka reader, idle (partitions paused, still polling) until `FAULTS_GATE`
     exists."""
@@ -138,10 +119,6 @@ class GatedKafkaReader(kafka_reader.KafkaReader):
 
 def _register_readers() -> None:
     kafka = READERS.get("kafka")
-    READERS.register(
-        "kafka_static",
-        ReaderPlugin("kafka_static", kafka.settings, lambda s, c: StaticKafkaReader(s, c)),
-    )
     READERS.register(
         "kafka_gated",
         ReaderPlugin("kafka_gated", kafka.settings, lambda s, c: GatedKafkaReader(s, c)),

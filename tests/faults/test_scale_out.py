@@ -2,10 +2,9 @@
 
 - Throughput of 1, 2 and 3 connector processes in one group on the same 12-partition
   topic, each run delivering the whole topic into its own LMDB store.
-- Restarts in a group of three, with dynamic membership (today's runtime) and with static
-  membership (`group.instance.id`, through the test reader `kafka_static`, which is what
-  the proposed `KAFKA_GROUP_INSTANCE_ID` setting would do): a member `kill -9`ed and
-  restarted at once, then a member stopped with SIGTERM and restarted.
+- Restarts in a group of three, with dynamic membership (the default) and with static
+  membership (`KAFKA_GROUP_INSTANCE_ID`, Kafka's `group.instance.id`): a member `kill -9`ed
+  and restarted at once, then a member stopped with SIGTERM and restarted.
 """
 
 from __future__ import annotations
@@ -186,15 +185,14 @@ def test_restarts_with_dynamic_and_static_membership(
     records = tmp_path / "records"
     records.mkdir()
     store = tmp_path / "kv"
-    extra = {"READER": "kafka_static"} if membership == "static" else {}
     env = fault_env(
         cluster.bootstrap, data, group, records,
         KV_URL=f"lmdb:{store}", RECORD_RATE="1000", KAFKA_MAX_PARTITION_FETCH_BYTES="16384",
-        **extra,
     )  # fmt: skip
 
     def member(label: str, instance: str) -> Connector:
-        return Connector(label, {**env, "FAULTS_GROUP_INSTANCE_ID": instance}, tmp_path)
+        static = {"KAFKA_GROUP_INSTANCE_ID": instance} if membership == "static" else {}
+        return Connector(label, {**env, **static}, tmp_path)
 
     writes = Writes(records)
     live = {name: member(name, name).start() for name in ("a", "b", "c")}
@@ -257,7 +255,7 @@ def test_restarts_with_dynamic_and_static_membership(
         "members' `partitions revoked` (each is one rebalance they took part in); *others' "
         "stall* is the longest time the two others wrote nothing; *back* is the time until "
         "the restarted member wrote. Static membership uses `group.instance.id` through the "
-        "test reader `kafka_static` (the proposed `KAFKA_GROUP_INSTANCE_ID`). Each run "
+        "runtime's `KAFKA_GROUP_INSTANCE_ID`. Each run "
         "delivered exactly the whole topic and committed its end offsets.",
         ["membership", "restart", "revocations (others)", "others' stall (s)", "back (s)"],
         [row for name in ("dynamic", "static") for row in _STATIC.get(name, [])],
