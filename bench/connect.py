@@ -8,20 +8,19 @@ the Log4j 2 binding the harness adds for the broker.
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 import time
 import uuid
 from pathlib import Path
 
+from bench.latency import committed_total
 from harness.kafka import (
     _LOG4J_VERSION,
     _MARKER,
     DEFAULT_VERSION,
     KafkaHarnessError,
     _cache_root,
-    _locked,
     copy_dependencies,
+    fetch_once,
     maven_pom,
 )
 
@@ -55,34 +54,23 @@ def _connect_pom(version: str) -> str:
 
 
 def fetch_connect_jars(version: str = DEFAULT_VERSION, *, timeout: float = 900.0) -> Path:
-    """The folder holding Kafka Connect's runtime jars, fetched once with Maven."""
-    root = _connect_dir(version)
-    libs = root / "libs"
-    marker = root / _MARKER
-    if marker.exists():
-        return libs
-    with _locked(root / ".lock"):
-        if marker.exists():
-            return libs
-        for stale in root.glob("fetch-*"):
-            shutil.rmtree(stale, ignore_errors=True)
+    """The folder holding Kafka Connect's runtime jars, fetched once with Maven: the
+    broker's version, or the first of CONNECT_FALLBACKS that has a file connector."""
+
+    def fill(work: Path) -> str:
         failures: list[str] = []
         for connect_version in (version, *CONNECT_FALLBACKS):
-            with tempfile.TemporaryDirectory(dir=root, prefix="fetch-") as tmp:
-                work = Path(tmp)
-                staged = work / "libs"
-                error = copy_dependencies(_connect_pom(connect_version), work, staged, timeout)
-                if error is None and any(staged.glob("connect-file-*.jar")):
-                    shutil.rmtree(libs, ignore_errors=True)
-                    staged.rename(libs)
-                    marker.write_text(
-                        f"{connect_version}\n",
-                        encoding="utf-8",
-                    )
-                    return libs
-                failures.append(f"Kafka Connect {connect_version}: {error or 'no jar'}")
+            attempt = work / connect_version
+            attempt.mkdir()
+            staged = attempt / "libs"
+            error = copy_dependencies(_connect_pom(connect_version), attempt, staged, timeout)
+            if error is None and any(staged.glob("connect-file-*.jar")):
+                staged.rename(work / "libs")
+                return connect_version
+            failures.append(f"Kafka Connect {connect_version}: {error or 'no jar'}")
         raise KafkaHarnessError("cannot fetch Kafka Connect:\n" + "\n".join(failures))
-    return libs
+
+    return fetch_once(_connect_dir(version), fill)
 
 
 def connect_version(version: str = DEFAULT_VERSION) -> str:
@@ -94,19 +82,6 @@ def connect_version(version: str = DEFAULT_VERSION) -> str:
 def _properties(path: Path, values: dict[str, str]) -> Path:
     path.write_text("".join(f"{k}={v}\n" for k, v in values.items()), encoding="utf-8")
     return path
-
-
-def _committed(bootstrap: str, group: str, topic: str, partitions: int) -> int:
-    from confluent_kafka import Consumer, TopicPartition
-
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
-    try:
-        found = consumer.committed(
-            [TopicPartition(topic, p) for p in range(partitions)], timeout=10
-        )
-    finally:
-        consumer.close()
-    return sum(max(tp.offset, 0) for tp in found)
 
 
 def run_connect(
@@ -186,7 +161,7 @@ def run_connect(
                 samples.append((now, size, cpu))
                 if now >= next_lag_check:
                     next_lag_check = now + 0.25
-                    if _committed(bootstrap, group, topic, partitions) >= expect:
+                    if committed_total(bootstrap, group, topic, partitions) >= expect:
                         break
             time.sleep(0.02)
     finally:

@@ -4,7 +4,7 @@ Plugins (`readers/`, `writers/`, `transforms/`, third-party packages) import fro
 the modules behind it may move.
 """
 
-from connectors.config import KafkaSettings, RuntimeSettings, Settings, mask_url
+from connectors.config import KafkaSettings, RuntimeSettings, Settings, mask_url, readable_file
 from connectors.errors import (
     ConfigError,
     ConnectorError,
@@ -48,6 +48,7 @@ __all__ = [
     "WriterPlugin",
     "WriteBatch",
     "mask_url",
+    "readable_file",
     "trace_headers",
     "transform",
 ]

@@ -138,6 +138,13 @@ class RuntimeSettings(Settings):
         return [tuple(item.split("=", 1)) for item in self.topic_schemas]  # type: ignore[misc]
 
 
+def readable_file(value: str | None) -> str | None:
+    """A settings validator for paths the process must read (CA bundles, keys)."""
+    if value is not None and not os.access(value, os.R_OK):
+        raise ValueError(f"a readable file; {value} is not")
+    return value
+
+
 class KafkaSettings(Settings):
     """The Kafka client: shared by the reader, the dead-letter producer and health checks."""
 
@@ -190,12 +197,7 @@ class KafkaSettings(Settings):
     def _upper(cls, value: Any) -> Any:
         return value.strip().upper() if isinstance(value, str) else value
 
-    @field_validator("ssl_cafile", "ssl_certfile", "ssl_keyfile")
-    @classmethod
-    def _readable(cls, value: str | None) -> str | None:
-        if value is not None and not os.access(value, os.R_OK):
-            raise ValueError(f"a readable file; {value} is not")
-        return value
+    _readable = field_validator("ssl_cafile", "ssl_certfile", "ssl_keyfile")(readable_file)
 
     @model_validator(mode="after")
     def _consistent(self) -> KafkaSettings:

@@ -196,32 +196,42 @@ def _run_maven(version: str, out_dir: Path, work: Path, timeout: float) -> None:
         raise KafkaHarnessError(f"fetching Kafka {version}: {failure}")
 
 
-def fetch_jars(version: str = DEFAULT_VERSION, *, timeout: float = 900.0) -> Path:
-    """Return the folder holding every runtime jar of the broker and its tools.
+def fetch_once(home: Path, fill: Callable[[Path], str]) -> Path:
+    """`home/libs`, filled on first use by `fill(work)`, which puts the jars in
+    `work/libs` (raising when it cannot) and returns the text of the marker.
 
-    The marker is written only after Maven succeeded and the folder was moved into
-    place, so an interrupted fetch is redone, and a finished one never touches the
-    network again.
+    The marker is written only after the folder was moved into place, so an interrupted
+    fetch is redone and a finished one never touches the network again; a lock keeps
+    parallel test workers from filling one folder twice.
     """
-    libs = _libs_dir(version)
-    marker = _version_dir(version) / _MARKER
+    libs, marker = home / "libs", home / _MARKER
     if marker.exists():
         return libs
-    with _locked(_version_dir(version) / ".lock"):
+    with _locked(home / ".lock"):
         if marker.exists():
             return libs
-        for stale in _version_dir(version).glob("fetch-*"):
+        for stale in home.glob("fetch-*"):
             shutil.rmtree(stale, ignore_errors=True)  # left by a killed fetch
-        with tempfile.TemporaryDirectory(dir=_version_dir(version), prefix="fetch-") as tmp:
+        with tempfile.TemporaryDirectory(dir=home, prefix="fetch-") as tmp:
             work = Path(tmp)
-            staged = work / "libs"
-            _run_maven(version, staged, work, timeout)
-            if not any(staged.glob(f"kafka_2.13-{version}.jar")):
-                raise KafkaHarnessError(f"mvn ran but {staged} has no kafka_2.13 jar")
+            text = fill(work)
             shutil.rmtree(libs, ignore_errors=True)
-            staged.rename(libs)
-        marker.write_text(f"kafka {version}\n", encoding="utf-8")
+            (work / "libs").rename(libs)
+        marker.write_text(f"{text}\n", encoding="utf-8")
     return libs
+
+
+def fetch_jars(version: str = DEFAULT_VERSION, *, timeout: float = 900.0) -> Path:
+    """Return the folder holding every runtime jar of the broker and its tools."""
+
+    def fill(work: Path) -> str:
+        staged = work / "libs"
+        _run_maven(version, staged, work, timeout)
+        if not any(staged.glob(f"kafka_2.13-{version}.jar")):
+            raise KafkaHarnessError(f"mvn ran but {staged} has no kafka_2.13 jar")
+        return f"kafka {version}"
+
+    return fetch_once(_version_dir(version), fill)
 
 
 def _tools_log_config(version: str) -> Path:

@@ -19,15 +19,13 @@ import contextlib
 import http.client
 import re
 import secrets
-import shutil
 import socket
 import sys
-import tempfile
 import threading
 from collections.abc import Sequence
 from pathlib import Path
 
-from harness.kafka import _cache_root, _locked, copy_dependencies, maven_pom
+from harness.kafka import _cache_root, copy_dependencies, fetch_once, maven_pom
 from harness.ports import free_port
 from harness.process import ServerProcess, tail
 
@@ -36,7 +34,6 @@ __all__ = ["DEFAULT_VERSION", "AnswerHold", "S3ProxyError", "S3ProxyServer", "fe
 DEFAULT_VERSION = "3.0.0"
 MAIN_CLASS = "org.gaul.s3proxy.Main"
 REGION = "us-east-1"
-_MARKER = ".fetched"
 
 
 class S3ProxyError(RuntimeError):
@@ -57,26 +54,16 @@ def fetch_s3proxy(version: str = DEFAULT_VERSION, *, timeout: float = 900.0) -> 
     As for Kafka, the marker is written only once the folder is complete, so an
     interrupted fetch is redone and a finished one never touches the network again.
     """
-    home = _version_dir(version)
-    libs, marker = home / "libs", home / _MARKER
-    if marker.exists():
-        return libs
-    with _locked(home / ".lock"):
-        if marker.exists():
-            return libs
-        for stale in home.glob("fetch-*"):
-            shutil.rmtree(stale, ignore_errors=True)
-        with tempfile.TemporaryDirectory(dir=home, prefix="fetch-") as tmp:
-            work = Path(tmp)
-            failure = copy_dependencies(_pom(version), work, work / "libs", timeout)
-            if failure is None and not (work / "libs" / f"s3proxy-{version}.jar").exists():
-                failure = f"no s3proxy-{version}.jar among the fetched jars"
-            if failure is not None:
-                raise S3ProxyError(f"fetching S3Proxy {version}: {failure}")
-            shutil.rmtree(libs, ignore_errors=True)
-            (work / "libs").rename(libs)
-        marker.write_text(f"s3proxy {version}\n", encoding="utf-8")
-    return libs
+
+    def fill(work: Path) -> str:
+        failure = copy_dependencies(_pom(version), work, work / "libs", timeout)
+        if failure is None and not (work / "libs" / f"s3proxy-{version}.jar").exists():
+            failure = f"no s3proxy-{version}.jar among the fetched jars"
+        if failure is not None:
+            raise S3ProxyError(f"fetching S3Proxy {version}: {failure}")
+        return f"s3proxy {version}"
+
+    return fetch_once(_version_dir(version), fill)
 
 
 _REQUEST_LINE = re.compile(rb"((?:GET|PUT|POST|HEAD|DELETE) /\S*) HTTP/1\.1\r\n")

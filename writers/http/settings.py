@@ -8,7 +8,6 @@ the header names are shown.
 from __future__ import annotations
 
 import json
-import os
 import re
 from typing import Annotated, Any, Literal
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -16,7 +15,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
 
-from connectors import Settings, mask_url
+from connectors import Settings, mask_url, readable_file
 
 _TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 
@@ -141,12 +140,7 @@ class HTTPSettings(Settings):
     def _empty_is_unset(cls, value: Any) -> Any:
         return None if isinstance(value, str) and not value.strip() else value
 
-    @field_validator("ca_file")
-    @classmethod
-    def _readable(cls, value: str | None) -> str | None:
-        if value is not None and not os.access(value, os.R_OK):
-            raise ValueError(f"a readable file; {value} is not")
-        return value
+    _readable = field_validator("ca_file")(readable_file)
 
     @model_validator(mode="after")
     def _no_credentials_in_clear(self) -> HTTPSettings:
