@@ -53,7 +53,7 @@ async def _aiokafka_drain(
 
     message_class = None
     if decode:
-        from connectors.contracts import find_message_class, load_descriptor_set
+        from connectors.config.schemas import find_message_class, load_descriptor_set
 
         message_class = find_message_class(TYPE_NAME, (load_descriptor_set(DESCRIPTORS),))
         assert message_class is not None
@@ -149,7 +149,7 @@ async def _writer_alone(payload: Path, count: int, kv_dir: Path, env: dict[str, 
     real `pf_edge`) separately, so the report can give the transform alone (T) and a serial
     bound that includes it."""
     from connectors import Batch, Record, WriteBatch, WriterContext
-    from connectors.pipeline import resolve
+    from connectors.config.pipeline import resolve
 
     pipeline = resolve(env)
     writer = pipeline.writer.build(pipeline.writer_settings, WriterContext("bench-s1"))

@@ -21,7 +21,7 @@ from array import array
 from pathlib import Path
 
 from connectors import WriteBatch, Writer, WriterContext, WriterPlugin, metrics
-from connectors.plugins import WRITERS
+from connectors.core.registry import WRITERS
 from writers.kv import PLUGIN as KV
 from writers.kv.settings import KVSettings
 

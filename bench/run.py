@@ -413,7 +413,7 @@ def stage_lines(summaries: Mapping[str, Summary]) -> str:
 
 
 def _default(name: str) -> Any:
-    from connectors.config import RuntimeSettings
+    from connectors.config.settings import RuntimeSettings
 
     return RuntimeSettings.model_fields[name].default
 

@@ -1,25 +1,47 @@
 """The connector runtime's public API: what plugins and transforms may import.
 
-Plugins (`readers/`, `writers/`, `transforms/`, third-party packages) import from here only;
-the modules behind it may move.
+Plugins (`readers/`, `writers/`, `transforms/`, third-party packages) import from here only
+(the Kafka reader and writer also from `connectors.kafka`); the modules behind it may move.
 """
 
-from connectors.config import KafkaSettings, RuntimeSettings, Settings, mask_url, readable_file
-from connectors.errors import (
+from connectors.config.settings import (
+    KafkaSettings,
+    RuntimeSettings,
+    Settings,
+    mask_url,
+    readable_file,
+)
+from connectors.core.documents import document
+from connectors.core.errors import (
     ConfigError,
     ConnectorError,
     FatalError,
     PoisonError,
     Problem,
     RetriableError,
+    worst,
 )
-from connectors.reader import OnRevoke, Reader, ReaderContext, ReaderPlugin
-from connectors.records import Batch, Entry, Headers, Record, TopicPartition, WriteBatch
-from connectors.tracing import http_headers as trace_headers
-from connectors.transform import Delete, Put, TransformContext, transform
-from connectors.writer import FlushPolicy, KeyValueView, Writer, WriterContext, WriterPlugin
+from connectors.core.reader import OnRevoke, Reader, ReaderContext, ReaderPlugin
+from connectors.core.records import (
+    RAW,
+    TRACE_HEADERS,
+    TYPE_HEADER,
+    Batch,
+    Entry,
+    Headers,
+    Record,
+    TopicPartition,
+    WriteBatch,
+)
+from connectors.core.transform import Delete, Put, TransformContext, transform
+from connectors.core.writer import FlushPolicy, KeyValueView, Writer, WriterContext, WriterPlugin
+from connectors.observability import metrics
+from connectors.observability.tracing import http_headers as trace_headers
 
 __all__ = [
+    "RAW",
+    "TRACE_HEADERS",
+    "TYPE_HEADER",
     "Batch",
     "ConfigError",
     "ConnectorError",
@@ -47,8 +69,11 @@ __all__ = [
     "WriterContext",
     "WriterPlugin",
     "WriteBatch",
+    "document",
     "mask_url",
+    "metrics",
     "readable_file",
     "trace_headers",
     "transform",
+    "worst",
 ]

@@ -173,4 +173,3 @@ class ServerProcess(Service):
         self.kill()
         if self._owned_dir:
             shutil.rmtree(self.directory, ignore_errors=True)
-

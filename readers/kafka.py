@@ -27,21 +27,11 @@ from connectors import (
     RetriableError,
 )
 from connectors import TopicPartition as TP
+from connectors.kafka import AUTHENTICATION, Where, client_options, principal, translate
 
 _log = logging.getLogger("connectors.readers.kafka")
 _new_tuple: Any = tuple.__new__
 
-_AUTHENTICATION = (
-    kafka_errors.SaslAuthenticationFailed,
-    kafka_errors.AuthenticationFailedError,
-    kafka_errors.UnsupportedSaslMechanismError,
-    kafka_errors.IllegalSaslStateError,
-)
-_FATAL = (
-    *_AUTHENTICATION,
-    kafka_errors.ClusterAuthorizationFailedError,
-    kafka_errors.UnsupportedVersionError,
-)
 _PROBE_TIMEOUT_MS = 10_000
 # TLS alerts by which a broker refuses the client certificate (mutual TLS).
 _CERTIFICATE_REFUSED = {
@@ -54,43 +44,10 @@ _CERTIFICATE_REFUSED = {
 }
 
 
-def _principal(settings: KafkaSettings) -> str:
-    if settings.security_protocol.startswith("SASL_"):
-        return f"user {settings.sasl_username!r}"
-    if settings.ssl_certfile:
-        return "the principal of KAFKA_SSL_CERTFILE"
-    return "User:ANONYMOUS"
-
-
-def _names(exc: kafka_errors.KafkaError, fallback: str) -> str:
-    """The topic(s) or group aiokafka put in the error, quoted: `'a'` or `'a', 'b'`."""
-    found = exc.args[0] if exc.args else fallback
-    names = [found] if isinstance(found, str) else sorted(str(name) for name in found)
-    return ", ".join(repr(name) for name in names)
-
-
-def _as_ours(exc: kafka_errors.KafkaError, settings: KafkaSettings, group: str) -> Exception:
-    """Denied permissions name the resource, the operation to grant and who lacks it:
-    that line is all an operator sees at 3 a.m."""
-    if isinstance(exc, kafka_errors.TopicAuthorizationFailedError):
-        return FatalError(
-            f"kafka: not authorized: READ on topic {_names(exc, '?')} denied to "
-            f"{_principal(settings)} ({exc.message})"
-        )
-    if isinstance(exc, kafka_errors.GroupAuthorizationFailedError):
-        return FatalError(
-            f"kafka: not authorized: READ on group {_names(exc, group)} denied to "
-            f"{_principal(settings)} ({exc.message})"
-        )
-    if isinstance(exc, _FATAL):
-        return FatalError(f"kafka: {type(exc).__name__}: {exc}")
-    return RetriableError(f"kafka: {type(exc).__name__}: {exc}")
-
-
 async def _connect_once(settings: KafkaSettings) -> BaseException | None:
     """Why the bootstrap failed: aiokafka logs each broker's error but raises only
     "Unable to bootstrap", so one connection of our own (same TLS and SASL) finds out."""
-    options = settings.client_options()
+    options = client_options(settings)
     cause: BaseException | None = None
     for server in settings.bootstrap_servers.split(","):
         host, _, port = server.rpartition(":")
@@ -118,10 +75,10 @@ def _unreachable(
 ) -> Exception:
     """Bad credentials and an untrusted certificate will not heal by retrying: fatal."""
     servers = settings.bootstrap_servers
-    if isinstance(cause, _AUTHENTICATION):
+    if isinstance(cause, AUTHENTICATION):
         detail = cause.args[0] if cause.args else cause.description
         return FatalError(
-            f"kafka: authentication failed for {_principal(settings)} with "
+            f"kafka: authentication failed for {principal(settings)} with "
             f"{settings.sasl_mechanism} at {servers}: {detail} (check KAFKA_SASL_USERNAME, "
             f"KAFKA_SASL_PASSWORD and KAFKA_SASL_MECHANISM)"
         )
@@ -157,6 +114,7 @@ class KafkaReader:
         self._context = context
         self._consumer: AIOKafkaConsumer | None = None
         self._group = settings.group_id or context.connector_name
+        self._where = Where("kafka", settings, "READ", context.topics, self._group)
 
     @property
     def consumer(self) -> AIOKafkaConsumer:
@@ -167,7 +125,7 @@ class KafkaReader:
     async def start(self, on_revoke: OnRevoke) -> None:
         s = self._settings
         self._consumer = AIOKafkaConsumer(
-            **s.client_options(),
+            **client_options(s),
             group_id=self._group,
             group_instance_id=s.group_instance_id,
             client_id=s.client_id or self._context.connector_name,
@@ -191,7 +149,7 @@ class KafkaReader:
             raise self._as_ours(exc) from exc
 
     def _as_ours(self, exc: kafka_errors.KafkaError) -> Exception:
-        return _as_ours(exc, self._settings, self._group)
+        return translate(exc, self._where)
 
     async def batch(self) -> Batch:
         try:

@@ -6,8 +6,8 @@ import asyncio
 from collections.abc import Mapping, Sequence
 
 from connectors import Batch, Record, RetriableError, TopicPartition, WriteBatch
-from connectors.dead_letters import DeadLetter
-from connectors.reader import OnRevoke
+from connectors.core.dead_letters import DeadLetter
+from connectors.core.reader import OnRevoke
 
 
 class MemoryReader:

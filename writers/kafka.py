@@ -13,12 +13,10 @@ topic checks) and `connector-source: <topic>/<partition>/<offset>/<n>` naming th
 retries never duplicate; a replay after a crash does produce the batch again (Kafka has no
 upsert), and `connector-source` is how a consumer recognises the repeat.
 
-Error tree at this boundary (aiokafka → ours)::
-
-    wrong type, raw bytes for a typed topic, larger than max request → PoisonError
-    authentication, authorization, unknown output topic at start       → FatalError
-    KafkaError marked retriable, timeouts, connection errors            → RetriableError
-    any other KafkaError                                                → FatalError
+Errors: a wrong type, raw bytes for a typed topic or an entry larger than a request is
+`PoisonError` for that record, checked before anything is sent; an unknown output topic at
+start is `FatalError`; every aiokafka error goes through `connectors.kafka.translate`, the
+table the reader and the dead-letter producer use too.
 """
 
 from __future__ import annotations
@@ -34,24 +32,22 @@ from google.protobuf.message import Message
 from pydantic import Field, field_validator
 
 from connectors import (
-    ConnectorError,
+    RAW,
+    TYPE_HEADER,
     Entry,
     FatalError,
     Headers,
     KafkaSettings,
     PoisonError,
-    RetriableError,
     WriteBatch,
     WriterContext,
     WriterPlugin,
 )
+from connectors.kafka import MAX_REQUEST_BYTES, Where, idempotent_producer, translate
 
 _log = logging.getLogger("connectors.writers.kafka")
 
-RAW = "bytes"
-TYPE_HEADER = "content-type"
 SOURCE_HEADER = "connector-source"
-MAX_REQUEST_BYTES = 1_048_576
 _OURS = (TYPE_HEADER, SOURCE_HEADER)
 
 
@@ -82,28 +78,16 @@ class KafkaWriterSettings(KafkaSettings):
         return self.output_bootstrap_servers or self.bootstrap_servers
 
 
-def _as_ours(exc: BaseException, where: str) -> ConnectorError:
-    text = f"{type(exc).__name__}: {exc}"
-    if isinstance(
-        exc,
-        kafka_errors.TopicAuthorizationFailedError
-        | kafka_errors.ClusterAuthorizationFailedError
-        | kafka_errors.TransactionalIdAuthorizationFailed
-        | kafka_errors.SaslAuthenticationFailed
-        | kafka_errors.AuthenticationFailedError,
-    ):
-        return FatalError(f"kafka refused us at {where}: {text}")
-    if isinstance(exc, kafka_errors.KafkaError) and not getattr(exc, "retriable", False):
-        if not isinstance(exc, kafka_errors.KafkaConnectionError | kafka_errors.KafkaTimeoutError):
-            return FatalError(f"kafka at {where}: {text}")
-    return RetriableError(f"kafka at {where}: {text}")
-
-
 class KafkaWriter:
     def __init__(self, settings: KafkaWriterSettings, context: WriterContext) -> None:
         self._settings = settings
         self._context = context
-        self._where = f"{settings.servers} topic {settings.output_topic}"
+        self._where = Where(
+            f"kafka at {settings.servers} topic {settings.output_topic}",
+            settings,
+            "WRITE",
+            (settings.output_topic,),
+        )
         self._producer: AIOKafkaProducer | None = None
         self._type_header = (
             None
@@ -113,27 +97,25 @@ class KafkaWriter:
 
     async def start(self) -> None:
         s = self._settings
-        producer = AIOKafkaProducer(
-            **{**s.client_options(), "bootstrap_servers": s.servers},
+        producer = idempotent_producer(
+            s,
+            bootstrap_servers=s.servers,
             client_id=f"{self._context.connector_name}-writer",
-            enable_idempotence=True,
-            acks="all",
             linger_ms=s.output_linger_ms,
             compression_type=None if s.output_compression == "none" else s.output_compression,
-            max_request_size=MAX_REQUEST_BYTES,
         )
         try:
             await producer.start()
         except kafka_errors.KafkaError as exc:
             await producer.stop()
-            raise _as_ours(exc, self._where) from exc
+            raise translate(exc, self._where) from exc
         self._producer = producer
         try:
             await producer.partitions_for(s.output_topic)
         except kafka_errors.UnknownTopicOrPartitionError as exc:
             raise FatalError(f"output topic {s.output_topic} does not exist") from exc
         except kafka_errors.KafkaError as exc:
-            raise _as_ours(exc, self._where) from exc
+            raise translate(exc, self._where) from exc
 
     async def write(self, batch: WriteBatch) -> None:
         producer = self._producer
@@ -148,7 +130,7 @@ class KafkaWriter:
             ]
             await asyncio.gather(*sent)
         except kafka_errors.KafkaError as exc:
-            raise _as_ours(exc, self._where) from exc
+            raise translate(exc, self._where) from exc
 
     def _prepare(
         self, entries: Sequence[Entry]
@@ -205,7 +187,7 @@ class KafkaWriter:
         try:
             await self._producer.client.fetch_all_metadata()
         except kafka_errors.KafkaError as exc:
-            raise _as_ours(exc, self._where) from exc
+            raise translate(exc, self._where) from exc
 
     async def close(self) -> None:
         if self._producer is not None:

@@ -22,7 +22,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 sys.path.insert(0, str(ROOT))
 
-from connectors.contracts import find_message_class, load_descriptor_set  # noqa: E402
+from connectors.config.schemas import find_message_class, load_descriptor_set  # noqa: E402
 from harness.http_sink import Fault, HttpSink  # noqa: E402
 from harness.kafka import KafkaBroker, create_topic  # noqa: E402
 from harness.kcat import produce  # noqa: E402

@@ -35,8 +35,8 @@ from connectors import (
     WriterContext,
     WriterPlugin,
 )
-from connectors.config import KafkaSettings
-from connectors.plugins import READERS, WRITERS
+from connectors.config.settings import KafkaSettings
+from connectors.core.registry import READERS, WRITERS
 
 
 class RecordingWriter:

@@ -23,10 +23,11 @@ from typing import Any
 from aiokafka.admin import AIOKafkaAdminClient
 
 from connectors import Entry, WriteBatch
-from connectors.health import HealthServer, HealthSettings, RunnerStatus
-from connectors.pipeline import resolve
-from connectors.records import TopicPartition
-from connectors.runner import Runner, run_until_stopped
+from connectors.config.observability import HealthSettings
+from connectors.config.pipeline import resolve
+from connectors.core.records import TopicPartition
+from connectors.observability.health import HealthServer, RunnerStatus
+from connectors.runtime.runner import Runner, run_until_stopped
 from harness.kafka import KafkaBroker, create_topic, run_sync
 from harness.kcat import produce
 from harness.ports import free_port
@@ -404,7 +405,9 @@ def test_connector_run_serves_the_probes_and_logs_json_with_progress(
         assert f'connector_build_info{{connector="{name}"' in text
 
         def progress() -> list[dict[str, Any]]:
-            found = [json.loads(line) for line in list(lines) if '"connectors.progress"' in line]
+            found = [
+                json.loads(line) for line in list(lines) if '"connectors.runtime.catch_up"' in line
+            ]
             return found if found and found[-1]["lag"] == 0 else []
 
         shown = wait_for(progress, timeout=30, what="a progress line with lag 0")

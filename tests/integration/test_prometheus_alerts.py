@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from connectors import alerts
-from connectors.health import HealthSettings
+from connectors.config.observability import HealthSettings
+from connectors.observability import alerts
 from harness.kafka import KafkaBroker, create_topic
 from harness.kcat import produce
 from harness.ports import free_port

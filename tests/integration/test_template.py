@@ -25,10 +25,10 @@ from typing import Any
 import pytest
 import yaml
 
-from connectors import metrics
-from connectors.contracts import find_message_class, load_descriptor_set
-from connectors.errors import ConfigError, FatalError
-from connectors.scaffold import generate, template_dir
+from connectors.cli.new import generate, template_dir
+from connectors.config.schemas import find_message_class, load_descriptor_set
+from connectors.core.errors import ConfigError, FatalError
+from connectors.observability import metrics
 from harness.kafka import KafkaBroker, create_topic
 from harness.kcat import produce
 from tests.conftest import ROOT
@@ -132,7 +132,7 @@ def repo(readme: Readme, venv: Path) -> Path:
 
 
 def test_the_installed_runtime_carries_the_whole_template(venv: Path) -> None:
-    where = "import connectors.scaffold as s; print(s.template_dir())"
+    where = "import connectors.cli.new as s; print(s.template_dir())"
     python = str(venv / "bin" / "python")
     installed = Path(run([python, "-c", where], cwd=venv, timeout=30).stdout.strip())
     assert str(installed).startswith(str(venv)), "the template must come from the wheel"
@@ -259,7 +259,9 @@ def test_the_alert_rules_pass_promtool_and_name_only_exported_metrics(repo: Path
     exprs = [rule["expr"] for group in groups for rule in group["rules"]]
     used = {name for expr in exprs for name in re.findall(r"\b(connector_[a-z_]+)\b", expr)}
     assert used, exprs
-    assert used <= exported, f"not exported by connectors.metrics: {sorted(used - exported)}"
+    assert used <= exported, (
+        f"not exported by connectors.observability.metrics: {sorted(used - exported)}"
+    )
 
 
 @pytest.fixture(scope="module")

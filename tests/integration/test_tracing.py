@@ -24,7 +24,8 @@ from opentelemetry.trace import SpanKind
 from prometheus_client.openmetrics.exposition import generate_latest
 
 from connectors import Problem, WriteBatch, metrics, tracing
-from connectors.config import load
+from connectors.config.observability import TracingSettings
+from connectors.config.settings import load
 from harness.kafka import KafkaBroker, create_topic, run_sync
 from tests.conftest import ROOT
 from tests.integration.test_health import RunningConnector, pipeline_env
@@ -213,9 +214,10 @@ def test_tracing_off_imports_no_opentelemetry_and_passes_everything_through() ->
     """Off by default at no cost: the hooks are one shared no-op object."""
     script = """
 import sys
-from connectors import runner, tracing
-from connectors.records import Batch, Record, WriteBatch
-from connectors.tracing import TracingSettings
+from connectors.runtime import runner
+from connectors.observability import tracing
+from connectors.core.records import Batch, Record, WriteBatch
+from connectors.observability.tracing import TracingSettings
 assert not tracing.configure(TracingSettings.model_validate({}), "c")
 batch = Batch([Record("t", 0, 0, b"k", b"v", (("traceparent", b"00-ab-cd-01"),))])
 with tracing.batch("c", batch) as trace:
@@ -252,7 +254,7 @@ def test_standard_variables_decide_whether_tracing_is_on(
     env: dict[str, str], exporters: tuple[str, ...]
 ) -> None:
     problems: list[Problem] = []
-    settings = load(tracing.TracingSettings, env, problems)
+    settings = load(TracingSettings, env, problems)
     assert settings is not None and not problems
     assert settings.exporters == exporters
     if "OTEL_EXPORTER_OTLP_ENDPOINT" in env and exporters:
@@ -261,6 +263,6 @@ def test_standard_variables_decide_whether_tracing_is_on(
 
 def test_unknown_exporters_and_grpc_are_configuration_errors() -> None:
     problems: list[Problem] = []
-    load(tracing.TracingSettings, {"OTEL_TRACES_EXPORTER": "jaeger"}, problems)
-    load(tracing.TracingSettings, {"OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"}, problems)
+    load(TracingSettings, {"OTEL_TRACES_EXPORTER": "jaeger"}, problems)
+    load(TracingSettings, {"OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"}, problems)
     assert [p.variable for p in problems] == ["OTEL_TRACES_EXPORTER", "OTEL_EXPORTER_OTLP_PROTOCOL"]

@@ -1,4 +1,4 @@
-"""The shared writer contract (`connectors.conformance`) against the KV writer's two real
+"""The shared writer contract (`connectors.testing.conformance`) against the KV writer's two real
 backends: an LMDB environment on disk and a Redis server started by the harness."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from connectors import FatalError, RetriableError, WriteBatch, Writer, WriterContext
-from connectors.conformance import Delivered, Target, WriterContract, make_batch
+from connectors.testing.conformance import Delivered, Target, WriterContract, make_batch
 from harness.ports import free_port
 from harness.redis import RedisServer
 from writers.kv import PLUGIN

@@ -29,7 +29,7 @@ from connectors import (
     Writer,
     WriterContext,
 )
-from connectors.conformance import Delivered, Target, WriterContract, make_batch
+from connectors.testing.conformance import Delivered, Target, WriterContract, make_batch
 from harness.kafka import KafkaBroker, consumer_group_offsets, create_topic
 from harness.kcat import produce
 from harness.ports import free_port

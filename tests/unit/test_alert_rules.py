@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from prometheus_client import Counter, Histogram
 
-from connectors import alerts, metrics
-from connectors.errors import ConfigError
+from connectors.core.errors import ConfigError
+from connectors.observability import alerts, metrics
 from tests.conftest import ROOT
 
 RULES = ROOT / "alerts" / "connector-rules.yml"
@@ -55,7 +55,7 @@ def series_in(expr: str) -> set[str]:
 
 def test_the_shipped_rules_are_the_generated_ones() -> None:
     assert RULES.read_text() == alerts.render(alerts.rules()), (
-        "alerts/connector-rules.yml is stale: python -m connectors.alerts > "
+        "alerts/connector-rules.yml is stale: python -m connectors.observability.alerts > "
         "alerts/connector-rules.yml"
     )
     one = alerts.render(alerts.rules("audit"), group="connector-audit")

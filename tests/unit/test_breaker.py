@@ -6,7 +6,7 @@ from __future__ import annotations
 import random
 from collections import deque
 
-from connectors.dead_letters import Breaker
+from connectors.runtime.poison import Breaker
 
 
 class WindowOfOutcomes:

@@ -22,8 +22,8 @@ import pytest
 import yaml
 from dockerfile_parse import DockerfileParser
 
-from connectors.config import RuntimeSettings
-from connectors.scaffold import generate
+from connectors.cli.new import generate
+from connectors.config.settings import RuntimeSettings
 from tests.conftest import ROOT
 
 DOCKERFILE = ROOT / "Dockerfile"

@@ -1,11 +1,11 @@
-"""The consumer check's decision (`connectors.health.judge`) as a pure function of
+"""The consumer check's decision (`connectors.observability.health.judge`) as a pure function of
 committed and end offsets, the previous look, and time."""
 
 from __future__ import annotations
 
 import pytest
 
-from connectors.health import Observation, PartitionHealth, judge
+from connectors.observability.health import Observation, PartitionHealth, judge
 
 STUCK_AFTER = 60.0
 

@@ -8,8 +8,8 @@ from email.utils import format_datetime
 import pytest
 
 from connectors import Entry, Record
-from connectors.config import load
-from connectors.errors import Problem
+from connectors.config.settings import load
+from connectors.core.errors import Problem
 from writers.http.sender import body, retry_after
 from writers.http.settings import HTTPSettings, mask_query, parse_headers
 

@@ -21,15 +21,15 @@ import yaml
 from dockerfile_parse import DockerfileParser
 from pydantic import SecretStr
 
-from connectors.config import KafkaSettings, RuntimeSettings, ShutdownSettings, env_name
-from connectors.plugins import WRITERS
-from connectors.scaffold import generate
+from connectors.cli.new import generate
+from connectors.config.settings import KafkaSettings, RuntimeSettings, ShutdownSettings, env_name
+from connectors.core.registry import WRITERS
 from tests.conftest import ROOT
 
 WRITER_CHOICES = ("kv", "s3", "http", "kafka")
 # The oldest release still commonly run, and the newest the validator knows.
 KUBERNETES_VERSIONS = ("1.29.0", kubernetes_validate.latest_version())
-# What the runtime's health server answers on METRICS_PORT (connectors/health.py, issue 5).
+# What the runtime's health server answers on METRICS_PORT (connectors/observability/health).
 RUNTIME_ENDPOINTS = frozenset({"/metrics", "/livez", "/readyz", "/healthz"})
 METRICS_PORT = RuntimeSettings.model_fields["metrics_port"].default
 # Variables the runtime reads and every generated connector sets (the brief's list).

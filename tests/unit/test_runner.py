@@ -7,8 +7,8 @@ import asyncio
 import pytest
 
 from connectors import FatalError, Record
-from connectors.pipeline import Pipeline, resolve
-from connectors.runner import Runner
+from connectors.config.pipeline import Pipeline, resolve
+from connectors.runtime.runner import Runner
 from tests.fakes import MemoryDeadLetters, MemoryReader, MemoryWriter, retriable
 
 BASE = {

@@ -8,8 +8,8 @@ import json
 import pytest
 
 from connectors import Entry, PoisonError, Record
-from connectors.config import load
-from connectors.errors import Problem
+from connectors.config.settings import load
+from connectors.core.errors import Problem
 from transforms.proto.edge import EdgeZoneConfig
 from writers.s3 import formats
 from writers.s3.naming import Folder, day_of, offsets_of

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from connectors import Delete, PoisonError, Put, Record, TransformContext
-from connectors.transform import Chain
+from connectors.core.transform import Chain
 
 RECORD = Record("t", 2, 41, b"key", b"value", (("h", b"1"),), 1_700_000_000_000)
 

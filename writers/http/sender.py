@@ -30,19 +30,15 @@ one record). A receiver that deduplicates on it sees each replay as a repeat.
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 import logging
 import ssl
 import time
 from collections.abc import Sequence
 from email.utils import parsedate_to_datetime
-from typing import Any
-
-from google.protobuf.json_format import MessageToDict
-from google.protobuf.message import Message
 
 from connectors import (
+    TRACE_HEADERS,
     ConnectorError,
     Entry,
     FatalError,
@@ -51,7 +47,9 @@ from connectors import (
     RetriableError,
     WriteBatch,
     WriterContext,
+    document,
     trace_headers,
+    worst,
 )
 from writers.http.settings import HTTPSettings, mask_query
 
@@ -63,24 +61,7 @@ except ImportError as exc:  # pragma: no cover - depends on the install
     ) from exc
 
 _log = logging.getLogger("connectors.writers.http")
-_TRACE_HEADERS = ("traceparent", "tracestate")
 CONTENT_TYPES = {"json": "application/json", "ndjson": "application/x-ndjson"}
-
-
-def document(entry: Entry) -> Any:
-    """An entry as JSON: a protobuf by its JSON mapping, a JSON value as is, other bytes
-    (and deletions) as `{"key_b64", "value_b64"}`."""
-    if isinstance(entry.message, Message):
-        return MessageToDict(entry.message, preserving_proto_field_name=True)
-    if entry.value is not None:
-        try:
-            return json.loads(entry.value)
-        except ValueError:
-            pass
-    return {
-        "key_b64": None if entry.key is None else base64.b64encode(entry.key).decode(),
-        "value_b64": None if entry.value is None else base64.b64encode(entry.value).decode(),
-    }
 
 
 def body(entries: Sequence[Entry], fmt: str, as_array: bool) -> bytes:
@@ -145,7 +126,7 @@ class HttpWriter:
         results = await asyncio.gather(*jobs, return_exceptions=True)
         failures = [r for r in results if isinstance(r, BaseException)]
         if failures:
-            raise _worst(failures)
+            raise worst(failures)
 
     def _stream(self, source: Record) -> str:
         return f"{self._context.connector_name}:{source.topic}:{source.partition}"
@@ -178,7 +159,7 @@ class HttpWriter:
         headers = {s.idempotency_header: key, **trace_headers(entries)}
         if len(entries) == 1 and "traceparent" not in headers:
             # Tracing off: forward the producer's context as it came.
-            for name in _TRACE_HEADERS:
+            for name in TRACE_HEADERS:
                 found = entries[0].source.header(name)
                 if found is not None:
                     headers[name] = found.decode("latin-1")
@@ -236,11 +217,3 @@ class HttpWriter:
         if self._client is not None:
             await self._client.aclose()
             self._client = None
-
-
-def _worst(failures: list[BaseException]) -> BaseException:
-    for kind in (FatalError, PoisonError, RetriableError):
-        for failure in failures:
-            if isinstance(failure, kind):
-                return failure
-    return failures[0]

@@ -17,16 +17,12 @@ object is byte-identical (same ETag) to the one it overwrites.
 
 from __future__ import annotations
 
-import base64
 import gzip
 import json
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from google.protobuf.json_format import MessageToDict
-from google.protobuf.message import Message
-
-from connectors import Entry, PoisonError
+from connectors import Entry, PoisonError, document
 
 CONTENT_TYPES = {"ndjson": "application/x-ndjson", "protobuf": "application/x-protobuf"}
 EXTENSIONS = {"ndjson": "ndjson", "protobuf": "protodelim"}
@@ -38,21 +34,6 @@ def extension(fmt: str, compression: str) -> str:
 
 def content_type(fmt: str, compression: str) -> str:
     return "application/gzip" if compression == "gzip" else CONTENT_TYPES[fmt]
-
-
-def document(entry: Entry) -> Any:
-    """The JSON document an entry becomes (also used to read objects back in tests)."""
-    if isinstance(entry.message, Message):
-        return MessageToDict(entry.message, preserving_proto_field_name=True)
-    if entry.value is not None:
-        try:
-            return json.loads(entry.value)
-        except ValueError:
-            pass
-    return {
-        "key_b64": None if entry.key is None else base64.b64encode(entry.key).decode(),
-        "value_b64": None if entry.value is None else base64.b64encode(entry.value).decode(),
-    }
 
 
 def _varint(n: int) -> bytes:

@@ -36,11 +36,11 @@ from connectors import (
     Entry,
     FatalError,
     FlushPolicy,
-    PoisonError,
     RetriableError,
     TopicPartition,
     WriteBatch,
     WriterContext,
+    worst,
 )
 from writers.s3 import formats
 from writers.s3.naming import Folder, day_of, offsets_of
@@ -167,7 +167,7 @@ class S3Writer:
         )
         failures = [r for r in results if isinstance(r, BaseException)]
         if failures:
-            raise _worst(failures)
+            raise worst(failures)
         for tp, next_offset in batch.batch.next_offsets.items():
             self._partitions[tp].next_offset = next_offset
 
@@ -249,13 +249,3 @@ class S3Writer:
 
     async def close(self) -> None:
         """obstore keeps no connection that needs closing; nothing is buffered here."""
-
-
-def _worst(failures: list[BaseException]) -> BaseException:
-    """Fatal before poison before retriable, so one retriable partition cannot hide a
-    fatal one; anything unexpected is reported as it is."""
-    for kind in (FatalError, PoisonError, RetriableError):
-        for failure in failures:
-            if isinstance(failure, kind):
-                return failure
-    return failures[0]

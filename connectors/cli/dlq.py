@@ -1,0 +1,120 @@
+"""`connector dlq replay`: send dead letters back once their cause is fixed.
+
+Reads the dead-letter topic with its own consumer group (`<CONNECTOR_NAME>.dlq-replay`), so
+a replay interrupted half-way resumes where it stopped and a finished one is not repeated.
+Each letter goes to its original topic (or `--to`), with its original key, value and
+headers; the `dlq.*` headers are dropped. Offsets are committed after the sends are acked.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Mapping
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import KafkaError
+
+from connectors.config.settings import DeadLetterSettings, KafkaSettings, load
+from connectors.core.dead_letters import H_TOPIC, PREFIX
+from connectors.core.errors import ConfigError, FatalError, Problem
+from connectors.kafka import client_options, idempotent_producer
+
+
+async def replay(
+    kafka: KafkaSettings, dlq_topic: str, group: str, to: str | None, limit: int | None
+) -> int:
+    consumer = AIOKafkaConsumer(
+        dlq_topic,
+        **client_options(kafka),
+        group_id=group,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+    )
+    producer = idempotent_producer(kafka)
+    await consumer.start()
+    await producer.start()
+    sent = 0
+    try:
+        partitions = {
+            TopicPartition(dlq_topic, p) for p in consumer.partitions_for_topic(dlq_topic) or ()
+        }
+        if not partitions:
+            return 0  # no dead-letter topic: nothing was ever dead-lettered
+        ends = await consumer.end_offsets(list(partitions))
+        while True:
+            if await _caught_up(consumer, ends):
+                break
+            fetched = await consumer.getmany(timeout_ms=500, max_records=500)
+            futures: list[Any] = []
+            for messages in fetched.values():
+                for m in messages:
+                    if limit is not None and sent + len(futures) >= limit:
+                        break
+                    headers = dict(m.headers)
+                    target = to or headers.get(H_TOPIC, b"").decode()
+                    if not target:
+                        raise FatalError(
+                            f"dead letter at offset {m.offset} names no original topic"
+                        )
+                    own = [(k, v) for k, v in m.headers if not k.startswith(PREFIX)]
+                    futures.append(
+                        await producer.send(target, value=m.value, key=m.key, headers=own)
+                    )
+            for future in futures:
+                await future
+            sent += len(futures)
+            positions = {
+                tp: messages[-1].offset + 1 for tp, messages in fetched.items() if messages
+            }
+            if limit is not None and sent >= limit:
+                positions = {}  # a partial batch: commit nothing, the rest is replayed later
+            if positions:
+                await consumer.commit(positions)
+            if limit is not None and sent >= limit:
+                break
+    finally:
+        await producer.stop()
+        await consumer.stop()
+    return sent
+
+
+async def _caught_up(consumer: AIOKafkaConsumer, ends: Mapping[TopicPartition, int]) -> bool:
+    assigned = consumer.assignment()
+    if not assigned:
+        return False
+    for tp in assigned:
+        if await consumer.position(tp) < ends.get(tp, 0):
+            return False
+    return True
+
+
+def cmd_replay(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    problems: list[Problem] = []
+    kafka = load(KafkaSettings, environ, problems)
+    dlq = load(DeadLetterSettings, environ, problems)
+    name = environ.get("CONNECTOR_NAME")
+    if not name:
+        problems.append(Problem("CONNECTOR_NAME", "required; names the dead-letter topic"))
+    if problems or kafka is None or dlq is None or not name:
+        raise ConfigError(problems)
+    topic = dlq.topic or f"{name}.dlq"
+    try:
+        sent = asyncio.run(replay(kafka, topic, f"{name}.dlq-replay", args.to, args.limit))
+    except KafkaError as exc:
+        raise FatalError(f"kafka: {type(exc).__name__}: {exc}") from exc
+    print(f"replayed {sent} dead letters from {topic}", file=sys.stderr)
+    return 0
+
+
+def add_parser(subparsers: Any) -> None:
+    dlq = subparsers.add_parser("dlq", help="work with the dead-letter topic")
+    sub = dlq.add_subparsers(dest="dlq_command", required=True)
+    replay_cmd = sub.add_parser(
+        "replay", help="re-publish dead letters to their original topic (or --to)"
+    )
+    replay_cmd.add_argument("--to", help="topic to send them to instead of the original")
+    replay_cmd.add_argument("--limit", type=int, help="send at most this many")
+    replay_cmd.set_defaults(handler=cmd_replay)

@@ -1,0 +1,227 @@
+"""`connector`: check a configuration, run a pipeline, read a key-value store back.
+
+Exit codes: 0 done (also after SIGTERM), 1 fatal error at run time, 2 invalid configuration
+(nothing was connected).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import json
+import logging
+import os
+import signal
+import sys
+from collections.abc import Mapping, Sequence
+
+from google.protobuf.json_format import MessageToDict
+
+from connectors.cli import dlq as replay
+from connectors.cli import new as scaffold
+from connectors.cli import produce
+from connectors.config.observability import HealthSettings
+from connectors.config.pipeline import Pipeline, resolve, type_pools
+from connectors.config.schemas import find_message_class
+from connectors.config.settings import RuntimeSettings, load
+from connectors.core.errors import ConfigError, ConnectorError, FatalError, Problem
+from connectors.core.registry import WRITERS
+from connectors.core.writer import KeyValueView
+from connectors.observability import alerts, health, logs, metrics, tracing
+from connectors.runtime.runner import Runner, run_until_stopped
+
+EXIT_OK, EXIT_FATAL, EXIT_CONFIG = 0, 1, 2
+
+
+def _fail_config(error: ConfigError) -> int:
+    for problem in error.problems:
+        print(f"config error: {problem}", file=sys.stderr)
+    return EXIT_CONFIG
+
+
+def cmd_check(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    pipeline = resolve(environ)
+    print(pipeline.describe())
+    return EXIT_OK
+
+
+def cmd_run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    pipeline = resolve(environ)
+    log_settings, health_settings = pipeline.logging, pipeline.health
+    logs.setup(pipeline.runtime.log_level, pipeline.name, log_settings)
+    metrics.BUILD.info({"package": __package__ or "connectors", "connector": pipeline.name})
+    tracing.configure(pipeline.tracing, pipeline.name)
+
+    def report(line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
+
+    async def main() -> None:
+        runner = Runner(
+            pipeline,
+            until_caught_up=args.until_caught_up,
+            report=report,
+            progress=logs.Progress(pipeline.name, log_settings.progress_interval_s),
+        )
+        server = _serve(pipeline, runner, health_settings)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, runner.stop)
+        try:
+            await run_until_stopped(runner, pipeline.shutdown.grace_s)
+        finally:
+            if server is not None:
+                server.stop()
+
+    try:
+        asyncio.run(main())
+    finally:
+        tracing.shutdown()
+    return EXIT_OK
+
+
+def _serve(
+    pipeline: Pipeline, runner: Runner, settings: HealthSettings
+) -> health.HealthServer | None:
+    """`/metrics` and the health probes on METRICS_PORT, from a thread of their own."""
+    if not pipeline.runtime.metrics_port:
+        return None
+    server = health.HealthServer(
+        health.RunnerStatus.of(runner, settings.timeout_s),
+        port=pipeline.runtime.metrics_port,
+        host=pipeline.runtime.metrics_host,
+        settings=settings,
+    )
+    server.start()
+    return server
+
+
+def _kv_view(environ: Mapping[str, str]) -> KeyValueView:
+    plugin = WRITERS.get("kv")
+    problems: list[Problem] = []
+    settings = load(plugin.settings, environ, problems)
+    if problems or settings is None:
+        raise ConfigError(problems)
+    view: KeyValueView = plugin.open_view(settings)
+    return view
+
+
+def _renderer(type_name: str | None, environ: Mapping[str, str]) -> type | None:
+    if not type_name:
+        return None
+    problems: list[Problem] = []
+    runtime_env = {"TOPICS": "-", "CONNECTOR_NAME": "kv", **environ}
+    runtime = load(RuntimeSettings, runtime_env, problems)
+    pools = type_pools(runtime, problems) if runtime is not None else None
+    if pools is None:
+        raise ConfigError(problems)
+    cls = find_message_class(type_name, pools)
+    if cls is None:
+        raise ConfigError(
+            [Problem("--type", "a type in PROTO_DESCRIPTOR_SET or PROTO_MODULES", type_name)]
+        )
+    return cls
+
+
+def _row(key: bytes, value: bytes, render: type | None) -> str:
+    row: dict[str, object] = {
+        "key": key.decode("utf-8", "backslashreplace"),
+        "value_b64": base64.b64encode(value).decode(),
+    }
+    if render is not None:
+        message = render()
+        message.ParseFromString(value)
+        row["value"] = MessageToDict(message, preserving_proto_field_name=True)
+    return json.dumps(row, sort_keys=True)
+
+
+def cmd_kv_get(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    render = _renderer(args.type, environ)
+    view = _kv_view(environ)
+    try:
+        value = view.get(args.key.encode())
+    finally:
+        view.close()
+    if value is None:
+        print(f"not found: {args.key}", file=sys.stderr)
+        return EXIT_FATAL
+    if args.raw:
+        sys.stdout.buffer.write(value)
+    else:
+        print(_row(args.key.encode(), value, render))
+    return EXIT_OK
+
+
+def cmd_kv_dump(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    render = _renderer(args.type, environ)
+    view = _kv_view(environ)
+    try:
+        for key, value in view.items(args.limit):
+            print(_row(key, value, render))
+    finally:
+        view.close()
+    return EXIT_OK
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(
+        prog="connector",
+        description="Run a Kafka connector configured by environment variables.",
+    )
+    sub = top.add_subparsers(dest="command", required=True)
+    check = sub.add_parser("check", help="validate the environment and print the pipeline")
+    check.set_defaults(handler=cmd_check)
+    run = sub.add_parser("run", help="run the pipeline")
+    run.add_argument(
+        "--until-caught-up",
+        action="store_true",
+        help="stop once every assigned partition reached the end offset it had at start",
+    )
+    run.set_defaults(handler=cmd_run)
+    alerts.add_parser(sub)
+
+    kv = sub.add_parser("kv", help="read the key-value store (KV_URL) back")
+    kv_sub = kv.add_subparsers(dest="kv_command", required=True)
+    get = kv_sub.add_parser("get", help="print one key's value as a JSON line")
+    get.add_argument("key")
+    get.add_argument("--raw", action="store_true", help="write the value's bytes to stdout")
+    get.add_argument("--type", help="protobuf type to render the value with")
+    get.set_defaults(handler=cmd_kv_get)
+    dump = kv_sub.add_parser("dump", help="print every entry as a JSON line, in key order")
+    dump.add_argument("--limit", type=int, default=None)
+    dump.add_argument("--type", help="protobuf type to render values with")
+    dump.set_defaults(handler=cmd_kv_dump)
+    produce.add_parser(sub)
+    replay.add_parser(sub)
+    scaffold.add_parser(sub)
+    return top
+
+
+def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    env = dict(os.environ if environ is None else environ)
+    try:
+        code: int = args.handler(args, env)
+    except ConfigError as exc:
+        return _fail_config(exc)
+    except FatalError as exc:
+        print(f"fatal: {exc}", file=sys.stderr)
+        return EXIT_FATAL
+    except ConnectorError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FATAL
+    return code
+
+
+def console() -> None:
+    """The `connector` command. Leaves with `os._exit` once everything is closed and
+    flushed: a native client library's threads (obstore's, librdkafka's) must not be able
+    to turn a clean exit code into an abort during interpreter teardown."""
+    code = main()
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            code = code or EXIT_FATAL
+    os._exit(code)

@@ -1,0 +1,308 @@
+"""From the environment to a validated, fully resolved pipeline, with nothing connected.
+
+`resolve` gathers every problem it finds (not only the first), so an operator fixes a bad
+deployment in one round: settings, plugin names, transform names, protobuf bindings.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+from google.protobuf import descriptor_pool
+
+from connectors.config.observability import HealthSettings, LogSettings, TracingSettings
+from connectors.config.schemas import Contract, Contracts, find_message_class, load_descriptor_set
+from connectors.config.settings import (
+    DeadLetterSettings,
+    KafkaSettings,
+    RetrySettings,
+    RuntimeSettings,
+    Settings,
+    ShutdownSettings,
+    load,
+)
+from connectors.core.errors import ConfigError, Problem
+from connectors.core.reader import ReaderPlugin
+from connectors.core.records import RAW
+from connectors.core.registry import READERS, WRITERS, Registry, UnknownName
+from connectors.core.transform import TRANSFORMS, Chain
+from connectors.core.writer import WriterPlugin
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    """Everything `connector run` needs, resolved and validated."""
+
+    runtime: RuntimeSettings
+    kafka: KafkaSettings
+    reader: ReaderPlugin
+    reader_settings: Settings
+    writer: WriterPlugin
+    writer_settings: Settings
+    contracts: Contracts
+    chain: Chain
+    retry: RetrySettings
+    shutdown: ShutdownSettings
+    dead_letter: DeadLetterSettings
+    logging: LogSettings
+    health: HealthSettings
+    tracing: TracingSettings
+
+    @property
+    def name(self) -> str:
+        return self.runtime.connector_name
+
+    @property
+    def dlq_topic(self) -> str:
+        return self.dead_letter.topic or f"{self.runtime.connector_name}.dlq"
+
+    @property
+    def group_id(self) -> str:
+        return self.kafka.group_id or self.runtime.connector_name
+
+    def describe(self) -> str:
+        """The resolved pipeline as `connector check` prints it; secrets masked."""
+        lines = [
+            f"connector: {self.name}",
+            f"reader:    {self.reader.name} ({self.reader_settings.describe()}, "
+            f"group {self.group_id})",
+            "topics:",
+        ]
+        for topic, contract in self.contracts.items():
+            lines.append(f"  {topic} -> {contract.type_name}")
+        chain = " -> ".join(self.chain.names) if self.chain.names else "(pass-through)"
+        lines.append(f"transforms: {chain}")
+        lines.append(f"writer:    {self.writer.name} ({self.writer_settings.describe()})")
+        errors = (
+            f"dead letters to {self.dlq_topic} (stop if more than "
+            f"{self.dead_letter.max_ratio:.0%} of the last {self.dead_letter.window} records)"
+            if self.runtime.on_error == "dlq"
+            else "stop at the first poison record (ON_ERROR=fail)"
+        )
+        lines.append(f"on error:  {errors}")
+        lines.append(
+            f"batches:   up to {self.runtime.batch_max_messages} messages or "
+            f"{self.runtime.batch_max_wait_ms} ms; metrics on port {self.runtime.metrics_port}"
+        )
+        return "\n".join(lines)
+
+
+def resolve(environ: Mapping[str, str]) -> Pipeline:
+    """Validate the environment into a Pipeline; raise ConfigError listing every problem."""
+    problems: list[Problem] = []
+    runtime = load(RuntimeSettings, environ, problems)
+    kafka = load(KafkaSettings, environ, problems)
+    retry = load(RetrySettings, environ, problems)
+    shutdown = load(ShutdownSettings, environ, problems)
+    dead_letter = load(DeadLetterSettings, environ, problems)
+    log_settings = load(LogSettings, environ, problems)
+    health_settings = load(HealthSettings, environ, problems)
+    trace_settings = load(TracingSettings, environ, problems)
+    topics_known = True
+    if runtime is None:
+        runtime, topics_known = _partial_runtime(environ, problems)
+
+    _import("TRANSFORM_MODULES", runtime.transform_modules, problems)
+    reader = _lookup(READERS, "READER", runtime.reader, problems)
+    writer = _lookup(WRITERS, "WRITER", runtime.writer, problems)
+    reader_settings: Settings | None = None
+    if reader is not None:
+        reader_settings = (
+            kafka if reader.settings is KafkaSettings else load(reader.settings, environ, problems)
+        )
+    writer_settings = load(writer.settings, environ, problems) if writer else None
+    chain = _chain(runtime, problems)
+    contracts = _contracts(runtime, problems) if topics_known else None
+
+    if (
+        problems
+        or kafka is None
+        or retry is None
+        or shutdown is None
+        or dead_letter is None
+        or log_settings is None
+        or health_settings is None
+        or trace_settings is None
+        or reader is None
+        or writer is None
+        or reader_settings is None
+        or writer_settings is None
+        or contracts is None
+    ):
+        raise ConfigError(problems)
+    return Pipeline(
+        runtime,
+        kafka,
+        reader,
+        reader_settings,
+        writer,
+        writer_settings,
+        contracts,
+        chain,
+        retry,
+        shutdown,
+        dead_letter,
+        log_settings,
+        health_settings,
+        trace_settings,
+    )
+
+
+def _partial_runtime(
+    environ: Mapping[str, str], problems: list[Problem]
+) -> tuple[RuntimeSettings, bool]:
+    """Runtime settings without the invalid variables, so the other checks still run and
+    every problem is reported in one go; the placeholders are never used to connect."""
+    bad = {p.variable for p in problems}
+    usable = {k: v for k, v in environ.items() if k.upper() not in bad}
+    usable.setdefault("CONNECTOR_NAME", "unnamed")
+    topics_known = "TOPICS" not in bad
+    usable.setdefault("TOPICS", "-")
+    runtime = load(RuntimeSettings, usable, [])
+    if runtime is None:  # pragma: no cover - every invalid variable was removed
+        raise ConfigError(problems)
+    return runtime, topics_known
+
+
+def _lookup(registry: Registry[T], variable: str, name: str, problems: list[Problem]) -> T | None:
+    try:
+        return registry.get(name)
+    except UnknownName as exc:
+        problems.append(Problem(variable, f"one of: {', '.join(exc.available)}", name))
+    except Exception as exc:  # noqa: BLE001 - a broken plugin is reported, not raised
+        problems.append(Problem(variable, f"a loadable plugin ({exc})", name))
+    return None
+
+
+def _import(variable: str, modules: tuple[str, ...], problems: list[Problem]) -> bool:
+    ok = True
+    for module in modules:
+        try:
+            importlib.import_module(module)
+        except Exception as exc:  # noqa: BLE001 - any import failure is a config problem
+            problems.append(
+                Problem(variable, f"importable modules ({type(exc).__name__}: {exc})", module)
+            )
+            ok = False
+    return ok
+
+
+def _chain(runtime: RuntimeSettings, problems: list[Problem]) -> Chain:
+    steps = []
+    for name in runtime.transforms:
+        try:
+            steps.append((name, TRANSFORMS.get(name)))
+        except UnknownName as exc:
+            problems.append(
+                Problem("TRANSFORMS", f"registered transforms: {', '.join(exc.available)}", name)
+            )
+        except Exception as exc:  # noqa: BLE001 - a broken entry point is a config problem
+            problems.append(Problem("TRANSFORMS", f"a loadable transform ({exc})", name))
+    return Chain(tuple(steps))
+
+
+def contracts_for(runtime: RuntimeSettings, problems: list[Problem]) -> Contracts | None:
+    """The topic contracts alone, for tools that encode or decode without a pipeline."""
+    return _contracts(runtime, problems)
+
+
+def type_pools(
+    runtime: RuntimeSettings, problems: list[Problem]
+) -> tuple[descriptor_pool.DescriptorPool, ...] | None:
+    """Where protobuf types are looked up: the descriptor set, then PROTO_MODULES' types in
+    the default pool; None (with the problem added) when one cannot be loaded."""
+    pools: list[descriptor_pool.DescriptorPool] = []
+    if runtime.proto_descriptor_set:
+        try:
+            pools.append(load_descriptor_set(Path(runtime.proto_descriptor_set)))
+        except (OSError, ValueError, TypeError) as exc:
+            problems.append(
+                Problem(
+                    "PROTO_DESCRIPTOR_SET",
+                    f"a readable FileDescriptorSet ({exc})",
+                    runtime.proto_descriptor_set,
+                )
+            )
+            return None
+    if runtime.proto_modules:
+        if not _import("PROTO_MODULES", runtime.proto_modules, problems):
+            return None
+        pools.append(descriptor_pool.Default())
+    return tuple(pools)
+
+
+def _contracts(runtime: RuntimeSettings, problems: list[Problem]) -> Contracts | None:
+    pools = type_pools(runtime, problems)
+    if pools is None:
+        return None
+
+    bindings: dict[str, str] = {}
+    for item in runtime.topic_schemas:
+        topic, sep, type_name = item.partition("=")
+        topic, type_name = topic.strip(), type_name.strip()
+        if not sep or not topic or not type_name:
+            problems.append(
+                Problem("TOPIC_SCHEMAS", "topic=package.Message pairs (or topic=bytes)", item)
+            )
+            continue
+        if topic in bindings:
+            problems.append(
+                Problem("TOPIC_SCHEMAS", f"one type per topic; {topic!r} is bound twice", item)
+            )
+            continue
+        bindings[topic] = type_name
+
+    contracts: dict[str, Contract] = {}
+    for topic in runtime.topics:
+        bound = bindings.get(topic)
+        if bound is None:
+            problems.append(
+                Problem(
+                    "TOPIC_SCHEMAS",
+                    f"a type for every topic in TOPICS; {topic!r} has none "
+                    f"(use {topic}=bytes to read raw bytes)",
+                    ",".join(runtime.topic_schemas),
+                )
+            )
+            continue
+        type_name = bound
+        if type_name == RAW:
+            contracts[topic] = Contract(topic, RAW, None)
+            continue
+        if not pools:
+            problems.append(
+                Problem(
+                    "PROTO_DESCRIPTOR_SET",
+                    f"a descriptor set or PROTO_MODULES defining {type_name}",
+                    None,
+                )
+            )
+            continue
+        cls = find_message_class(type_name, pools)
+        if cls is None:
+            problems.append(
+                Problem(
+                    "TOPIC_SCHEMAS",
+                    f"a message type defined in PROTO_DESCRIPTOR_SET/PROTO_MODULES; "
+                    f"{type_name!r} is not",
+                    f"{topic}={type_name}",
+                )
+            )
+            continue
+        contracts[topic] = Contract(topic, type_name, cls)
+    for topic in bindings:
+        if topic not in runtime.topics:
+            problems.append(
+                Problem(
+                    "TOPIC_SCHEMAS",
+                    f"bindings for topics in TOPICS only; {topic!r} is not",
+                    f"{topic}={bindings[topic]}",
+                )
+            )
+    return Contracts(contracts) if not problems else None

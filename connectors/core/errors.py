@@ -1,0 +1,77 @@
+"""The one error hierarchy of the runtime.
+
+Client libraries' errors (aiokafka, lmdb, redis, ...) are converted into these where they
+enter, so that the runner decides what to do from the class alone::
+
+    ConnectorError
+    ├── ConfigError            bad environment; exit code 2, nothing connected
+    ├── PoisonError            one record cannot be processed (decode, contract, transform,
+    │                          permanent rejection by a writer); carries the stage and record
+    ├── RetriableError         try the same batch again later (timeouts, 5xx, unreachable)
+    │                          optional `retry_after` seconds from the server
+    └── FatalError             stop without committing (credentials, permissions, a
+                               dead-letter topic that cannot be written); exit code 1
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from connectors.core.records import Record
+
+
+class ConnectorError(Exception):
+    """Base of every error the runtime raises on purpose."""
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One invalid setting: the variable, its value (None when secret) and what is expected."""
+
+    variable: str
+    expected: str
+    value: str | None = None
+
+    def __str__(self) -> str:
+        shown = "" if self.value is None else f"={self.value!r}"
+        return f"{self.variable}{shown}: {self.expected}"
+
+
+class ConfigError(ConnectorError):
+    """The environment does not describe a runnable connector."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = problems
+        super().__init__("; ".join(str(p) for p in problems))
+
+
+class PoisonError(ConnectorError):
+    """A single record cannot be processed; retrying it would fail the same way."""
+
+    def __init__(self, stage: str, message: str, record: Record | None = None) -> None:
+        self.stage = stage
+        self.record = record
+        super().__init__(message)
+
+
+class RetriableError(ConnectorError):
+    """The whole batch may succeed if tried again later."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        self.retry_after = retry_after
+        super().__init__(message)
+
+
+class FatalError(ConnectorError):
+    """Going on would lose or corrupt data; stop without committing."""
+
+
+def worst(failures: list[BaseException]) -> BaseException:
+    """Of failures met in parallel, the one that decides: fatal before poison before
+    retriable, so one retriable partition cannot hide a fatal one; anything unexpected is
+    reported as it is."""
+    for kind in (FatalError, PoisonError, RetriableError):
+        for failure in failures:
+            if isinstance(failure, kind):
+                return failure
+    return failures[0]

@@ -1,0 +1,92 @@
+"""The writer contract: what every sink implements, and when the runner calls it.
+
+Lifecycle, always in this order and from one task (never concurrently)::
+
+    start()  ->  write(batch)*  ->  close()
+                  check() may be called at any time between start() and close()
+
+`write` is all or nothing from the runner's point of view: it returns once every entry of
+the batch is durably stored, or raises. It must be idempotent: the runner commits offsets
+only after `write` returns, so after a crash the same batch (or a prefix of it) is written
+again and must overwrite, not duplicate. Errors it may raise:
+
+- `RetriableError`: the batch may succeed later (timeouts, unreachable server);
+- `PoisonError` with `record` set: that record is permanently rejected;
+- `FatalError`: nothing will succeed without an operator (credentials, permissions).
+
+Anything else is treated as fatal.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from connectors.config.settings import Settings
+from connectors.core.records import WriteBatch
+
+
+@dataclass(frozen=True, slots=True)
+class FlushPolicy:
+    """How much a writer wants per `write` call, for sinks that prefer large objects.
+
+    The runner keeps polling and accumulates batches until one limit is reached, then calls
+    `write` once with all of them and commits them together afterwards. Before partitions
+    are revoked and before shutdown, whatever was accumulated is written and committed.
+    """
+
+    max_bytes: int
+    max_interval_s: float
+    max_records: int = 1_000_000
+
+
+class Writer(Protocol):
+    async def start(self) -> None:
+        """Connect and verify the target is usable; raise FatalError if it never will be."""
+
+    async def write(self, batch: WriteBatch) -> None:
+        """Store every entry of `batch` (upsert; `value is None` deletes), idempotently."""
+
+    async def check(self) -> None:
+        """Raise if the target is unusable right now; used by the readiness probe."""
+
+    async def close(self) -> None:
+        """Flush and release resources; called once, also after a failed start."""
+
+
+def flush_policy(writer: Writer) -> FlushPolicy | None:
+    """The writer's `flush_policy` attribute when it has one: most writers write each batch."""
+    policy = getattr(writer, "flush_policy", None)
+    return policy if isinstance(policy, FlushPolicy) else None
+
+
+class KeyValueView(Protocol):
+    """Read access to a key-value target, for `connector kv get|dump`."""
+
+    def get(self, key: bytes) -> bytes | None: ...
+
+    def items(self, limit: int | None = None) -> list[tuple[bytes, bytes]]: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class WriterPlugin:
+    """How the runtime finds, configures and builds one kind of writer.
+
+    `settings` is a pydantic-settings model with the writer's own env prefix; it is validated
+    with the rest of the environment before anything connects, and `Settings.describe`
+    renders it for `connector check` with secrets masked.
+    """
+
+    name: str
+    settings: type[Settings]
+    build: Any  # Callable[[<settings>, WriterContext], Writer]
+    open_view: Any = None  # Callable[[<settings>], KeyValueView] | None
+
+
+@dataclass(frozen=True, slots=True)
+class WriterContext:
+    """What a writer may know about the pipeline it serves."""
+
+    connector_name: str

@@ -1,0 +1,199 @@
+"""The one translation of aiokafka's errors into the runtime's, for every Kafka client.
+
+The reader, the Kafka writer, the dead-letter producer, the health checks and the tools
+all call `translate`, so one broker fault is treated alike wherever it surfaces::
+
+    aiokafka error                                         ours
+    ─────────────────────────────────────────────────────  ──────────────────────────────
+    authentication (SASL, bad mechanism)                    FatalError  names the principal
+    authorization (topic, group, cluster, transactional id) FatalError  names resource, the
+                                                                        operation to grant, who
+    configuration the broker refuses (session timeout, ...) FatalError  names the variable
+    fencing (another producer, another static member)       FatalError
+    one record the broker will never take (too large,       PoisonError (stage given by the
+      corrupt, invalid timestamp)                                        caller)
+    anything else: connection, timeouts, leader moves,      RetriableError
+      coordinator changes, rebalances, unknown codes
+
+Unknown codes retry rather than stop: a pipeline that retries commits nothing meanwhile
+(nothing lost), its health turns `stuck`, and `RETRY_MAX_ATTEMPTS` bounds it; a stop on a
+new transient code would page someone for a blip. aiokafka's own `retriable` flags are not
+used: they call a `KafkaTimeoutError` or a `RebalanceInProgressError` permanent.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from aiokafka import errors as kafka_errors
+
+from connectors.config.settings import KafkaSettings
+from connectors.core.errors import ConnectorError, FatalError, PoisonError, RetriableError
+from connectors.core.records import Record
+
+Verdict = Literal["retriable", "fatal", "poison"]
+
+AUTHENTICATION: tuple[type[kafka_errors.KafkaError], ...] = (
+    kafka_errors.SaslAuthenticationFailed,
+    kafka_errors.AuthenticationFailedError,
+    kafka_errors.AuthenticationMethodNotSupported,
+    kafka_errors.UnsupportedSaslMechanismError,
+    kafka_errors.IllegalSaslStateError,
+)
+AUTHORIZATION: tuple[type[Exception], ...] = (
+    kafka_errors.TopicAuthorizationFailedError,
+    kafka_errors.GroupAuthorizationFailedError,
+    kafka_errors.ClusterAuthorizationFailedError,
+    kafka_errors.TransactionalIdAuthorizationFailed,
+    kafka_errors.DelegationTokenAuthorizationFailed,
+)
+_FATAL: tuple[type[Exception], ...] = (
+    *AUTHENTICATION,
+    *AUTHORIZATION,
+    kafka_errors.UnsupportedVersionError,
+    kafka_errors.UnrecognizedBrokerVersion,
+    kafka_errors.IncompatibleBrokerVersion,
+    kafka_errors.UnsupportedCodecError,
+    kafka_errors.UnsupportedForMessageFormatError,
+    kafka_errors.KafkaConfigurationError,
+    kafka_errors.IllegalArgumentError,
+    kafka_errors.InvalidConfigurationError,
+    kafka_errors.InvalidSessionTimeoutError,
+    kafka_errors.InvalidTopicError,
+    kafka_errors.InvalidGroupIdError,
+    kafka_errors.InvalidRequiredAcksError,
+    kafka_errors.InvalidReplicationFactorError,
+    kafka_errors.InvalidPartitionsError,
+    kafka_errors.PolicyViolationError,
+    kafka_errors.SecurityDisabled,
+    kafka_errors.ProducerFenced,
+    kafka_errors.TransactionCoordinatorFenced,
+    kafka_errors.InvalidProducerEpoch,
+    kafka_errors.OutOfOrderSequenceNumber,
+    kafka_errors.ProducerClosed,
+)
+_POISON: tuple[type[Exception], ...] = (
+    kafka_errors.MessageSizeTooLargeError,
+    kafka_errors.RecordTooLargeError,
+    kafka_errors.CorruptRecordException,
+    kafka_errors.InvalidTimestampError,
+)
+
+#: Variables behind settings a broker may refuse, named in the fatal line.
+_VARIABLE: dict[type[Exception], str] = {
+    kafka_errors.InvalidSessionTimeoutError: "KAFKA_SESSION_TIMEOUT_MS",
+    kafka_errors.InvalidTopicError: "TOPICS",
+    kafka_errors.InvalidGroupIdError: "KAFKA_GROUP_ID",
+    kafka_errors.UnsupportedSaslMechanismError: "KAFKA_SASL_MECHANISM",
+    kafka_errors.UnsupportedCodecError: "KAFKA_OUTPUT_COMPRESSION",
+}
+
+
+def verdict(exc: BaseException) -> Verdict:
+    """What an error means for the pipeline, from its class alone."""
+    if isinstance(exc, _POISON):
+        return "poison"
+    if isinstance(exc, _FATAL):
+        return "fatal"
+    return "retriable"
+
+
+@dataclass(frozen=True, slots=True)
+class Where:
+    """What the failing client was doing, so the one line says what to fix.
+
+    `head` starts the line (`kafka`, `dead-letter topic 'x' cannot be written`);
+    `operation` is the ACL operation the call needs (READ for consuming, WRITE for
+    producing, DESCRIBE for the health checks); `topics` and `group` what it was about.
+    """
+
+    head: str
+    settings: KafkaSettings
+    operation: str = "READ"
+    topics: tuple[str, ...] = ()
+    group: str | None = None
+
+
+def principal(settings: KafkaSettings) -> str:
+    """Who the broker sees, as an operator would name them in an ACL."""
+    if settings.security_protocol.startswith("SASL_"):
+        return f"user {settings.sasl_username!r}"
+    if settings.ssl_certfile:
+        return "the principal of KAFKA_SSL_CERTFILE"
+    return "User:ANONYMOUS"
+
+
+def _names(exc: BaseException | None, fallback: tuple[str, ...]) -> str:
+    """The topic(s) or group aiokafka put in the error, quoted: `'a'` or `'a', 'b'`."""
+    found = exc.args[0] if exc is not None and exc.args else None
+    if isinstance(found, str) and found:
+        names = [found]
+    elif isinstance(found, set | frozenset | list | tuple) and found:
+        names = sorted(str(name) for name in found)
+    else:
+        names = list(fallback) or ["?"]
+    return ", ".join(repr(name) for name in names)
+
+
+def _producer_hint(exc: BaseException) -> str:
+    """Why a producer may be refused where the broker's code alone misleads."""
+    if isinstance(exc, kafka_errors.ClusterAuthorizationFailedError):
+        return (
+            "; the idempotent producer needs WRITE on the topic (or IDEMPOTENT_WRITE on the "
+            "cluster)"
+        )
+    if isinstance(exc, kafka_errors.TopicAuthorizationFailedError):
+        # The broker answers a topic that does not exist and may not be created (no
+        # CREATE) the same way as one that may not be written.
+        return "; if the topic does not exist yet, creating it needs CREATE"
+    return ""
+
+
+def _denied(exc: BaseException, where: Where) -> str:
+    who = principal(where.settings)
+    if isinstance(exc, kafka_errors.GroupAuthorizationFailedError):
+        group = (where.group,) if where.group else ()
+        resource = f"READ on group {_names(exc, group)}"
+    elif isinstance(exc, kafka_errors.TransactionalIdAuthorizationFailed):
+        resource = "WRITE on the transactional id"
+    elif isinstance(exc, kafka_errors.TopicAuthorizationFailedError):
+        resource = f"{where.operation} on topic {_names(exc, where.topics)}"
+    else:
+        resource = f"{where.operation} on topic {_names(None, where.topics)}"
+    hint = _producer_hint(exc) if where.operation == "WRITE" else ""
+    detail = f"{type(exc).__name__}{hint}" if hint else getattr(exc, "message", type(exc).__name__)
+    return f"{where.head}: not authorized: {resource} denied to {who} ({detail})"
+
+
+def translate(
+    exc: BaseException,
+    where: Where,
+    *,
+    record: Record | None = None,
+    stage: str = "write",
+) -> ConnectorError:
+    """`exc` (any aiokafka error, timeout or OSError) as one of ours, with a one-line
+    message that names the resource, the permission or the variable at fault."""
+    if isinstance(exc, ConnectorError):
+        return exc
+    kind = verdict(exc)
+    text = f"{type(exc).__name__}: {exc}"
+    if kind == "poison":
+        return PoisonError(stage, f"{where.head}: the broker refuses this record: {text}", record)
+    if kind == "retriable":
+        return RetriableError(f"{where.head}: {text}")
+    if isinstance(exc, AUTHORIZATION):
+        return FatalError(_denied(exc, where))
+    if isinstance(exc, AUTHENTICATION):
+        s = where.settings
+        detail = exc.args[0] if exc.args else getattr(exc, "description", text)
+        return FatalError(
+            f"{where.head}: authentication failed for {principal(s)} with {s.sasl_mechanism} "
+            f"at {s.bootstrap_servers}: {detail} (check KAFKA_SASL_USERNAME, "
+            f"KAFKA_SASL_PASSWORD and KAFKA_SASL_MECHANISM)"
+        )
+    variable = next((v for cls, v in _VARIABLE.items() if isinstance(exc, cls)), None)
+    if variable is not None:
+        return FatalError(f"{where.head}: the broker refuses {variable}: {text}")
+    return FatalError(f"{where.head}: {text}")

@@ -1,0 +1,158 @@
+"""Every metric the runtime exports, declared once.
+
+Labels stay bounded: connector, topic, partition, stage, writer, reason; never a key or an
+offset. Stage timings are per batch, so a slow stage shows in its histogram whatever the
+batch size. The alert rules (`connectors.observability.alerts`) and the dashboard name series
+through these objects, so renaming one here renames it there.
+
+Who sets what: the runner sets the per-batch figures as it goes; the health sampler
+(`connectors.observability.health`) sets the offset gauges from what the broker reports, on its own
+thread, so a wedged pipeline still shows a growing lag and an unmoving committed offset.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+_STAGE_BUCKETS = (
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+)
+_SIZE_BUCKETS = (1, 5, 10, 50, 100, 250, 500, 1000, 2500, 5000, 10000)
+# From "just produced" to "a day late": an age histogram is read against an SLA in minutes.
+_AGE_BUCKETS = (
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+    60.0,
+    300.0,
+    900.0,
+    3600.0,
+    86400.0,
+)
+
+BUILD = Info("connector_build", "Version of the connector runtime.", registry=REGISTRY)
+
+STAGE_SECONDS = Histogram(
+    "connector_stage_seconds",
+    "Time one batch spent in a stage (poll, decode, transform, write, commit).",
+    ["connector", "stage"],
+    buckets=_STAGE_BUCKETS,
+    registry=REGISTRY,
+)
+BATCH_SIZE = Histogram(
+    "connector_batch_records",
+    "Records per batch read from Kafka.",
+    ["connector"],
+    buckets=_SIZE_BUCKETS,
+    registry=REGISTRY,
+)
+RECORDS_IN = Counter(
+    "connector_records_in",
+    "Records read from Kafka.",
+    ["connector", "topic"],
+    registry=REGISTRY,
+)
+ENTRIES_WRITTEN = Counter(
+    "connector_entries_written",
+    "Entries the writer stored (upserts and deletes).",
+    ["connector", "writer"],
+    registry=REGISTRY,
+)
+RECORDS_FAILED = Counter(
+    "connector_records_failed",
+    "Records that could not be processed, by stage.",
+    ["connector", "stage"],
+    registry=REGISTRY,
+)
+RETRIES = Counter(
+    "connector_retries",
+    "Retries of a batch after a retriable failure, by stage.",
+    ["connector", "stage"],
+    registry=REGISTRY,
+)
+COMMITS = Counter(
+    "connector_commits",
+    "Offset commits after successful writes.",
+    ["connector"],
+    registry=REGISTRY,
+)
+COMMITTED_OFFSET = Gauge(
+    "connector_committed_offset",
+    "The group's committed offset per assigned partition (next offset to read), as the "
+    "broker reports it.",
+    ["connector", "topic", "partition"],
+    registry=REGISTRY,
+)
+LAST_COMMIT_TIME = Gauge(
+    "connector_last_commit_timestamp_seconds",
+    "Unix time of the last commit per partition.",
+    ["connector", "topic", "partition"],
+    registry=REGISTRY,
+)
+
+RECORDS_DEAD_LETTERED = Counter(
+    "connector_records_dead_lettered",
+    "Records sent to the dead-letter topic, by the stage that rejected them.",
+    ["connector", "topic", "reason"],
+    registry=REGISTRY,
+)
+RECORD_AGE = Histogram(
+    "connector_record_age_seconds",
+    "Age when its batch was written of each partition's first record in the batch: now "
+    "minus its Kafka timestamp.",
+    ["connector", "topic"],
+    buckets=_AGE_BUCKETS,
+    registry=REGISTRY,
+)
+END_OFFSET = Gauge(
+    "connector_end_offset",
+    "End offset (next offset to be produced) per assigned partition.",
+    ["connector", "topic", "partition"],
+    registry=REGISTRY,
+)
+CONSUMER_LAG = Gauge(
+    "connector_consumer_lag",
+    "Records behind per assigned partition: end offset minus committed offset.",
+    ["connector", "topic", "partition"],
+    registry=REGISTRY,
+)
+OFFSET_FETCH_FAILURES = Counter(
+    "connector_offset_fetch_failures",
+    "Times the health sampler could not read committed or end offsets from the broker.",
+    ["connector"],
+    registry=REGISTRY,
+)
+PAUSED_PARTITIONS = Gauge(
+    "connector_paused_partitions",
+    "Partitions paused while a failed write or dead-letter send is retried.",
+    ["connector"],
+    registry=REGISTRY,
+)
+WRITER_IN_FLIGHT = Gauge(
+    "connector_writer_in_flight_entries",
+    "Entries handed to the writer and not yet acknowledged.",
+    ["connector", "writer"],
+    registry=REGISTRY,
+)

@@ -1,0 +1,46 @@
+"""Batches held back until a writer's flush policy says "write now".
+
+Most writers have no policy: every Kafka batch is written as it comes. A writer of large
+objects (S3) asks for up to `max_bytes` or `max_interval_s`; the records are kept here,
+uncommitted, until then. Memory is bounded by the policy itself.
+"""
+
+from __future__ import annotations
+
+import time
+
+from connectors.core.records import Batch, Record
+from connectors.core.writer import FlushPolicy
+
+
+class Accumulator:
+    def __init__(self, policy: FlushPolicy | None) -> None:
+        self._policy = policy
+        self._records: list[Record] = []
+        self._bytes = 0
+        self._since: float | None = None
+
+    def add(self, batch: Batch) -> None:
+        if not batch.records:
+            return
+        if self._since is None:
+            self._since = time.monotonic()
+        self._records.extend(batch.records)
+        self._bytes += sum(len(r.value or b"") + len(r.key or b"") for r in batch.records)
+
+    def due(self) -> bool:
+        if not self._records:
+            return False
+        policy = self._policy
+        if policy is None:
+            return True
+        return (
+            self._bytes >= policy.max_bytes
+            or len(self._records) >= policy.max_records
+            or (self._since is not None and time.monotonic() - self._since >= policy.max_interval_s)
+        )
+
+    def take(self) -> Batch:
+        batch = Batch(self._records)
+        self._records, self._bytes, self._since = [], 0, None
+        return batch

@@ -1,0 +1,73 @@
+"""`--until-caught-up`: stop once every assigned partition reached its end offset at start.
+
+The end offset of a partition is taken when the partition is first seen assigned, so a
+topic that keeps growing does not keep a backfill running forever. Progress (done / total
+and rate) is reported about once a second.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from connectors.core.reader import Reader
+from connectors.core.records import Batch, TopicPartition
+
+
+class CatchUp:
+    def __init__(
+        self,
+        reader: Reader,
+        report: Callable[[str], None] | None = None,
+        every_s: float = 1.0,
+    ) -> None:
+        self._reader = reader
+        self._report = report
+        self._every_s = every_s
+        self._targets: dict[TopicPartition, int] = {}
+        self._starts: dict[TopicPartition, int] = {}
+        self._began: float | None = None
+        self._last_report = 0.0
+
+    def note(self, batch: Batch) -> None:
+        """Remember where each partition started, before the batch moves its position."""
+        if self._began is None and batch.records:
+            self._began = time.monotonic()
+        for record in batch.records:
+            self._starts.setdefault((record.topic, record.partition), record.offset)
+
+    async def done(self) -> bool:
+        assigned = self._reader.assignment()
+        if not assigned:
+            return False
+        new = assigned - self._targets.keys()
+        if new:
+            for tp, position in (await self._reader.positions(new)).items():
+                self._starts.setdefault(tp, position)
+            self._targets.update(await self._reader.end_offsets(new))
+        positions = await self._reader.positions(assigned)
+        finished = all(positions.get(tp, -1) >= self._targets[tp] for tp in assigned)
+        now = time.monotonic()
+        if self._report is not None and (finished or now - self._last_report >= self._every_s):
+            self._last_report = now
+            self._report(self._line(assigned, positions, now, finished))
+        return finished
+
+    def _line(
+        self,
+        assigned: set[TopicPartition],
+        positions: dict[TopicPartition, int],
+        now: float,
+        finished: bool,
+    ) -> str:
+        total = sum(max(0, self._targets[tp] - self._starts.get(tp, 0)) for tp in assigned)
+        done = sum(
+            max(0, min(positions.get(tp, 0), self._targets[tp]) - self._starts.get(tp, 0))
+            for tp in assigned
+        )
+        elapsed = max(now - (self._began or now), 1e-9)
+        state = "caught up" if finished else "catching up"
+        return (
+            f"{state}: {done}/{total} records ({100.0 * done / total if total else 100.0:.0f}%), "
+            f"{done / elapsed:,.0f} records/s, {len(assigned)} partitions"
+        )
