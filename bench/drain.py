@@ -153,7 +153,7 @@ async def _writer_alone(payload: Path, count: int, kv_dir: Path, env: dict[str, 
 
     pipeline = resolve(env)
     writer = pipeline.writer.build(pipeline.writer_settings, WriterContext("bench-s1"))
-    contracts, chain = pipeline.contracts, pipeline.chain
+    schemas, chain = pipeline.schemas, pipeline.chain
     batch_size = pipeline.runtime.batch_max_messages
     topic = pipeline.runtime.topics[0]
     await writer.start()
@@ -170,7 +170,7 @@ async def _writer_alone(payload: Path, count: int, kv_dir: Path, env: dict[str, 
                 records.append(Record(topic, 0, offset, key, value, (), 0))
                 offset += 1
             t0 = time.perf_counter()
-            messages = [contracts.decode(record) for record in records]
+            messages = [schemas.decode(record) for record in records]
             t1 = time.perf_counter()
             produced = [chain.apply(record, m) for record, m in zip(records, messages, strict=True)]
             t2 = time.perf_counter()

@@ -18,7 +18,7 @@ from typing import Any, TextIO
 from aiokafka.errors import KafkaError
 from google.protobuf.json_format import ParseDict, ParseError
 
-from connectors.config.pipeline import contracts_for
+from connectors.config.pipeline import schemas_for
 from connectors.config.settings import KafkaSettings, RuntimeSettings, load
 from connectors.core.errors import ConfigError, FatalError, Problem
 from connectors.core.records import TYPE_HEADER
@@ -73,20 +73,20 @@ def cmd_produce(
     }
     runtime = load(RuntimeSettings, env, problems)
     kafka = load(KafkaSettings, env, problems)
-    contracts = contracts_for(runtime, problems) if runtime is not None else None
-    if problems or runtime is None or kafka is None or contracts is None:
+    schemas = schemas_for(runtime, problems) if runtime is not None else None
+    if problems or runtime is None or kafka is None or schemas is None:
         raise ConfigError(problems)
-    contract = contracts[args.topic]
-    if contract.message_class is None:
+    schema = schemas[args.topic]
+    if schema.message_class is None:
         raise ConfigError(
             [Problem("TOPIC_SCHEMAS", "a protobuf type for the topic, not bytes", args.topic)]
         )
-    records = encode_lines(stdin, contract.message_class, args.key_field)
+    records = encode_lines(stdin, schema.message_class, args.key_field)
     try:
-        asyncio.run(send_all(kafka, args.topic, records, contract.type_name))
+        asyncio.run(send_all(kafka, args.topic, records, schema.type_name))
     except KafkaError as exc:
         raise FatalError(f"kafka: {type(exc).__name__}: {exc}") from exc
-    print(f"produced {len(records)} {contract.type_name} records to {args.topic}", file=sys.stderr)
+    print(f"produced {len(records)} {schema.type_name} records to {args.topic}", file=sys.stderr)
     return 0
 
 

@@ -15,7 +15,12 @@ from typing import TypeVar
 from google.protobuf import descriptor_pool
 
 from connectors.config.observability import HealthSettings, LogSettings, TracingSettings
-from connectors.config.schemas import Contract, Contracts, find_message_class, load_descriptor_set
+from connectors.config.schemas import (
+    TopicSchema,
+    TopicSchemas,
+    find_message_class,
+    load_descriptor_set,
+)
 from connectors.config.settings import (
     DeadLetterSettings,
     KafkaSettings,
@@ -45,7 +50,7 @@ class Pipeline:
     reader_settings: Settings
     writer: WriterPlugin
     writer_settings: Settings
-    contracts: Contracts
+    schemas: TopicSchemas
     chain: Chain
     retry: RetrySettings
     shutdown: ShutdownSettings
@@ -74,8 +79,8 @@ class Pipeline:
             f"group {self.group_id})",
             "topics:",
         ]
-        for topic, contract in self.contracts.items():
-            lines.append(f"  {topic} -> {contract.type_name}")
+        for topic, schema in self.schemas.items():
+            lines.append(f"  {topic} -> {schema.type_name}")
         chain = " -> ".join(self.chain.names) if self.chain.names else "(pass-through)"
         lines.append(f"transforms: {chain}")
         lines.append(f"writer:    {self.writer.name} ({self.writer_settings.describe()})")
@@ -118,7 +123,7 @@ def resolve(environ: Mapping[str, str]) -> Pipeline:
         )
     writer_settings = load(writer.settings, environ, problems) if writer else None
     chain = _chain(runtime, problems)
-    contracts = _contracts(runtime, problems) if topics_known else None
+    schemas = _schemas(runtime, problems) if topics_known else None
 
     if (
         problems
@@ -133,7 +138,7 @@ def resolve(environ: Mapping[str, str]) -> Pipeline:
         or writer is None
         or reader_settings is None
         or writer_settings is None
-        or contracts is None
+        or schemas is None
     ):
         raise ConfigError(problems)
     return Pipeline(
@@ -143,7 +148,7 @@ def resolve(environ: Mapping[str, str]) -> Pipeline:
         reader_settings,
         writer,
         writer_settings,
-        contracts,
+        schemas,
         chain,
         retry,
         shutdown,
@@ -207,9 +212,9 @@ def _chain(runtime: RuntimeSettings, problems: list[Problem]) -> Chain:
     return Chain(tuple(steps))
 
 
-def contracts_for(runtime: RuntimeSettings, problems: list[Problem]) -> Contracts | None:
+def schemas_for(runtime: RuntimeSettings, problems: list[Problem]) -> TopicSchemas | None:
     """The topic contracts alone, for tools that encode or decode without a pipeline."""
-    return _contracts(runtime, problems)
+    return _schemas(runtime, problems)
 
 
 def type_pools(
@@ -237,7 +242,7 @@ def type_pools(
     return tuple(pools)
 
 
-def _contracts(runtime: RuntimeSettings, problems: list[Problem]) -> Contracts | None:
+def _schemas(runtime: RuntimeSettings, problems: list[Problem]) -> TopicSchemas | None:
     pools = type_pools(runtime, problems)
     if pools is None:
         return None
@@ -258,7 +263,7 @@ def _contracts(runtime: RuntimeSettings, problems: list[Problem]) -> Contracts |
             continue
         bindings[topic] = type_name
 
-    contracts: dict[str, Contract] = {}
+    schemas: dict[str, TopicSchema] = {}
     for topic in runtime.topics:
         bound = bindings.get(topic)
         if bound is None:
@@ -273,7 +278,7 @@ def _contracts(runtime: RuntimeSettings, problems: list[Problem]) -> Contracts |
             continue
         type_name = bound
         if type_name == RAW:
-            contracts[topic] = Contract(topic, RAW, None)
+            schemas[topic] = TopicSchema(topic, RAW, None)
             continue
         if not pools:
             problems.append(
@@ -295,7 +300,7 @@ def _contracts(runtime: RuntimeSettings, problems: list[Problem]) -> Contracts |
                 )
             )
             continue
-        contracts[topic] = Contract(topic, type_name, cls)
+        schemas[topic] = TopicSchema(topic, type_name, cls)
     for topic in bindings:
         if topic not in runtime.topics:
             problems.append(
@@ -305,4 +310,4 @@ def _contracts(runtime: RuntimeSettings, problems: list[Problem]) -> Contracts |
                     f"{topic}={bindings[topic]}",
                 )
             )
-    return Contracts(contracts) if not problems else None
+    return TopicSchemas(schemas) if not problems else None

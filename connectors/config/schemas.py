@@ -1,4 +1,4 @@
-"""One protobuf type per topic: the contract a connector reads under.
+"""One protobuf type per topic: the schema a connector reads under.
 
 Types come from a FileDescriptorSet file (`PROTO_DESCRIPTOR_SET`, made by
 `protoc --include_imports --descriptor_set_out`), so the generic runner needs no generated
@@ -8,7 +8,6 @@ The type name `bytes` binds a topic to raw bytes explicitly.
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,9 +18,6 @@ from google.protobuf.message import DecodeError, Message
 
 from connectors.core.errors import PoisonError
 from connectors.core.records import TYPE_HEADER, Record
-
-"""Header a producer may set to `application/x-protobuf; messageType=<full name>`; a record
-whose header names another type than its topic's contract is a contract violation."""
 
 
 def load_descriptor_set(path: Path) -> descriptor_pool.DescriptorPool:
@@ -40,11 +36,6 @@ def load_descriptor_set(path: Path) -> descriptor_pool.DescriptorPool:
     return pool
 
 
-def import_modules(names: tuple[str, ...]) -> None:
-    for name in names:
-        importlib.import_module(name)
-
-
 def find_message_class(
     name: str, pools: tuple[descriptor_pool.DescriptorPool, ...]
 ) -> type[Message] | None:
@@ -59,7 +50,7 @@ def find_message_class(
 
 
 @dataclass(frozen=True, slots=True)
-class Contract:
+class TopicSchema:
     """The type bound to one topic; `message_class` is None for raw bytes."""
 
     topic: str
@@ -97,16 +88,16 @@ class Contract:
                 )
 
 
-class Contracts:
+class TopicSchemas:
     """Every consumed topic's contract, looked up per record."""
 
-    def __init__(self, contracts: Mapping[str, Contract]) -> None:
-        self._by_topic = dict(contracts)
+    def __init__(self, schemas: Mapping[str, TopicSchema]) -> None:
+        self._by_topic = dict(schemas)
 
-    def __getitem__(self, topic: str) -> Contract:
+    def __getitem__(self, topic: str) -> TopicSchema:
         return self._by_topic[topic]
 
-    def items(self) -> list[tuple[str, Contract]]:
+    def items(self) -> list[tuple[str, TopicSchema]]:
         return sorted(self._by_topic.items())
 
     def decode(self, record: Record) -> Any:

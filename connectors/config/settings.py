@@ -133,10 +133,6 @@ class RuntimeSettings(Settings):
     def _upper(cls, value: Any) -> Any:
         return value.upper() if isinstance(value, str) else value
 
-    def schema_bindings(self) -> list[tuple[str, str]]:
-        """`TOPIC_SCHEMAS` as (topic, type) pairs; the format was checked by `parse_schemas`."""
-        return [tuple(item.split("=", 1)) for item in self.topic_schemas]  # type: ignore[misc]
-
 
 def readable_file(value: str | None) -> str | None:
     """A settings validator for paths the process must read (CA bundles, keys)."""
@@ -172,6 +168,11 @@ class KafkaSettings(Settings):
     max_poll_interval_ms: int = Field(300_000, ge=1000, description="milliseconds >= 1000")
     fetch_max_bytes: int = Field(52_428_800, ge=1024, description="bytes >= 1024")
     max_partition_fetch_bytes: int = Field(1_048_576, ge=1024, description="bytes >= 1024")
+    isolation_level: Literal["read_committed", "read_uncommitted"] = Field(
+        "read_committed",
+        description="read_committed (records of aborted transactions are never read) or "
+        "read_uncommitted",
+    )
 
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
         "PLAINTEXT", description="PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL"
@@ -336,4 +337,18 @@ class DeadLetterSettings(Settings):
     )
     window: int = Field(
         1000, ge=10, le=1_000_000, description="an integer 10-1000000: recent records counted"
+    )
+    create: bool = Field(
+        False,
+        description="true or false: create the dead-letter topic at start when it is missing",
+    )
+    partitions: int = Field(
+        1, ge=1, le=10_000, description="an integer 1-10000: partitions of a created DLQ_TOPIC"
+    )
+    replication_factor: int = Field(
+        -1,
+        ge=-1,
+        le=32,
+        description="an integer 1-32, or -1 for the broker's default: replicas of a created "
+        "DLQ_TOPIC",
     )

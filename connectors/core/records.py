@@ -14,7 +14,8 @@ from typing import Any, NamedTuple
 
 #: `TOPIC_SCHEMAS` value of a topic read as raw bytes, and `KAFKA_OUTPUT_TYPE` of one written so.
 RAW = "bytes"
-#: Header naming a record's protobuf type (`application/x-protobuf; messageType=...`).
+#: Header naming a record's protobuf type (`application/x-protobuf; messageType=<full name>`);
+#: a record whose header names another type than its topic's is a contract violation.
 TYPE_HEADER = "content-type"
 #: W3C trace context headers, carried from source records to what the writers send.
 TRACE_HEADERS = ("traceparent", "tracestate")
@@ -85,10 +86,6 @@ class Entry(NamedTuple):
     value: bytes | None
     message: Any = None
     headers: Headers = ()
-
-    @property
-    def is_delete(self) -> bool:
-        return self.value is None
 
 
 @dataclass(frozen=True, slots=True)

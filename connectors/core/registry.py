@@ -2,8 +2,7 @@
 
 The core never imports a plugin module by name: `WRITER=s3` is a lookup in the
 `connectors.writers` entry-point group, and `pyproject.toml` declares the built-ins there
-like any other package would. A registry can be cloned, so tests register fakes without
-touching the process-wide one.
+like any other package would.
 """
 
 from __future__ import annotations
@@ -68,12 +67,6 @@ class Registry(Generic[T]):
         if self._check is None:
             raise UnknownName(self.kind, name, self.names())
         return self.register(name, self._check(loaded))
-
-    def clone(self) -> Registry[T]:
-        copy: Registry[T] = Registry(self.kind, self._group, self._check)
-        copy._items = dict(self._items)
-        copy._entry_points = None if self._entry_points is None else dict(self._entry_points)
-        return copy
 
 
 def _reader(item: object) -> ReaderPlugin:

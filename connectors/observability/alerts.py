@@ -3,7 +3,8 @@
 Series names come from the objects in `connectors.observability.metrics`, so the rules
 cannot drift from what the runtime exports; `alerts/connector-rules.yml` is this module's
 output for every connector
-(`python -m connectors.observability.alerts > alerts/connector-rules.yml`), and `connector alerts` prints the rules of one connector (CONNECTOR_NAME).
+(`python -m connectors.observability.alerts > alerts/connector-rules.yml`), and
+`connector alerts` prints the rules of one connector (CONNECTOR_NAME).
 
 Severity says who is woken: `page` only where a person must act (a partition that stopped
 moving, a writer or Kafka failing every attempt, a connector that commits nothing or is

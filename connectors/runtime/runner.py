@@ -236,12 +236,12 @@ class Runner:
         """Decode every record, then transform every message: two passes, each timed once,
         so no clock is read per record. Poison is judged after both, in record order, and
         healthy records reach the breaker as counts of the runs between poison ones."""
-        contracts, chain, name = self.pipeline.contracts, self.pipeline.chain, self._name
+        schemas, chain, name = self.pipeline.schemas, self.pipeline.chain, self._name
         records = batch.records
         poison: list[tuple[int, Record, PoisonError]] = []
 
         started = time.perf_counter()
-        decode = contracts.decode
+        decode = schemas.decode
         decoded: list[tuple[int, Record, Any]] = []
         for index, record in enumerate(records):
             try:

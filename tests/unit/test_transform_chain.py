@@ -24,7 +24,7 @@ def test_empty_chain_passes_key_and_value_unchanged() -> None:
 def test_tombstone_passes_through_as_delete() -> None:
     tomb = Record("t", 0, 1, b"gone", None)
     (entry,) = Chain(()).apply(tomb, None)
-    assert entry.is_delete and entry.key == b"gone"
+    assert entry.value is None and entry.key == b"gone"
 
 
 def test_none_drops_and_list_fans_out() -> None:

@@ -1,0 +1,1 @@
+"""Hostile input: bad bytes, headers, keys, transforms and cluster operations."""
