@@ -57,9 +57,15 @@ class Batch:
     `next_offsets` maps each partition that the batch covers to the offset to commit once
     every record of the batch has been written (the last offset + 1). It is computed from the
     records, so a batch can never commit past what it holds.
+
+    `topic_ids` names the incarnation of each topic the records came from (Kafka's topic
+    id), when the reader knows it: a topic deleted and created again under the same name
+    starts at offset 0 again, and a writer that keeps positions must not mistake its new
+    records for replays of the old ones.
     """
 
     records: Sequence[Record]
+    topic_ids: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def next_offsets(self) -> dict[TopicPartition, int]:

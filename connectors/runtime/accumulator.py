@@ -17,6 +17,7 @@ class Accumulator:
     def __init__(self, policy: FlushPolicy | None) -> None:
         self._policy = policy
         self._records: list[Record] = []
+        self._topic_ids: dict[str, str] = {}
         self._bytes = 0
         self._since: float | None = None
 
@@ -26,6 +27,7 @@ class Accumulator:
         if self._since is None:
             self._since = time.monotonic()
         self._records.extend(batch.records)
+        self._topic_ids.update(batch.topic_ids)
         self._bytes += sum(len(r.value or b"") + len(r.key or b"") for r in batch.records)
 
     def due(self) -> bool:
@@ -41,6 +43,6 @@ class Accumulator:
         )
 
     def take(self) -> Batch:
-        batch = Batch(self._records)
-        self._records, self._bytes, self._since = [], 0, None
+        batch = Batch(self._records, self._topic_ids)
+        self._records, self._topic_ids, self._bytes, self._since = [], {}, 0, None
         return batch
