@@ -18,9 +18,9 @@ from collections.abc import Mapping, Sequence
 
 from google.protobuf.json_format import MessageToDict
 
+from connectors.cli import config_table, produce
 from connectors.cli import dlq as replay
 from connectors.cli import new as scaffold
-from connectors.cli import produce
 from connectors.config.observability import HealthSettings
 from connectors.config.pipeline import Pipeline, resolve, type_pools
 from connectors.config.schemas import find_message_class
@@ -194,6 +194,7 @@ def parser() -> argparse.ArgumentParser:
     produce.add_parser(sub)
     replay.add_parser(sub)
     scaffold.add_parser(sub)
+    config_table.add_parser(sub)
     return top
 
 

@@ -1,0 +1,235 @@
+"""`connector config`: every variable of the runtime, from the settings models themselves.
+
+The README's configuration table is this module's output (`connector config --markdown`),
+and a unit test compares the two, so the documentation cannot drift from what validation
+accepts. The models give the variable name, the default and what a value must look like
+(their field descriptions are also what a config error says was expected); `MEANINGS` adds
+what the variable does, where that takes more than the short text an error line can carry.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+
+from pydantic import SecretStr
+from pydantic.fields import FieldInfo
+from pydantic_core import PydanticUndefined
+
+from connectors.config.observability import HealthSettings, LogSettings, TracingSettings
+from connectors.config.settings import (
+    DeadLetterSettings,
+    KafkaSettings,
+    RetrySettings,
+    RuntimeSettings,
+    Settings,
+    ShutdownSettings,
+    env_name,
+)
+from connectors.core.registry import WRITERS
+
+# The writer whose variables the README lists with the runtime's: the default one. The other
+# writers' variables (S3_, HTTP_, KAFKA_OUTPUT_) are documented in docs/writers.md.
+DEFAULT_WRITER = "kv"
+
+CORE_MODELS: tuple[type[Settings], ...] = (
+    RuntimeSettings,
+    KafkaSettings,
+    RetrySettings,
+    ShutdownSettings,
+    DeadLetterSettings,
+    LogSettings,
+    HealthSettings,
+    TracingSettings,
+)
+
+# Defaults computed from other variables at start-up, where the model's own is None or empty.
+DERIVED_DEFAULTS: Mapping[str, str] = {
+    "TOPIC_SCHEMAS": "required per topic",
+    "KAFKA_GROUP_ID": "`CONNECTOR_NAME`",
+    "KAFKA_CLIENT_ID": "`CONNECTOR_NAME`",
+    "DLQ_TOPIC": "`<CONNECTOR_NAME>.dlq`",
+    "OTEL_SERVICE_NAME": "`CONNECTOR_NAME`",
+    "OTEL_TRACES_EXPORTER": "empty: tracing off, at no cost",
+}
+
+# What each variable does. Keyed by variable, not kept in the models: a field's description
+# is also the "expected ..." part of a one-line config error, which must stay short.
+MEANINGS: Mapping[str, str] = {
+    "CONNECTOR_NAME": "name of the connector: default consumer group id, metrics label",
+    "READER": "reader plugin",
+    "WRITER": "writer plugin: `kv` (alias `quicksilver`), `s3` (alias `r2`), `http`, `kafka`",
+    "TOPICS": "topics to consume",
+    "TRANSFORMS": "transforms applied in order; empty: key and value reach the writer unchanged",
+    "TRANSFORM_MODULES": "modules to import so that their `@transform`s register",
+    "TOPIC_SCHEMAS": "the one protobuf type of each topic; `topic=bytes` reads raw bytes",
+    "PROTO_DESCRIPTOR_SET": "the protobuf types, as written by "
+    "`protoc --include_imports --descriptor_set_out=FILE`",
+    "PROTO_MODULES": "modules whose import defines protobuf types (generated `_pb2` modules)",
+    "BATCH_MAX_MESSAGES": "most records per batch (one write, one commit); a poll takes what has "
+    "arrived, so batches are only this large when the connector is behind",
+    "BATCH_MAX_WAIT_MS": "longest wait for a batch to fill",
+    "METRICS_PORT": "HTTP port serving `/metrics` and the health probes; `0` turns it off",
+    "METRICS_HOST": "where `/metrics` and the probes listen; the default, every interface, "
+    "lets Kubernetes probes and Prometheus reach the pod's IP",
+    "ON_ERROR": "poison records (undecodable, wrong type, a transform that raises, a writer's "
+    "permanent rejection): `dlq` sends them to the dead-letter topic and goes on; `fail` stops",
+    "LOG_LEVEL": "least severe level logged",
+    "KAFKA_BOOTSTRAP_SERVERS": "brokers to connect to",
+    "KAFKA_GROUP_ID": "consumer group",
+    "KAFKA_GROUP_INSTANCE_ID": "static membership: a member id unique in the group and kept "
+    "across restarts (a StatefulSet's pod name); a restart within the session timeout then "
+    "causes no rebalance, but a member that leaves for good holds its partitions until its "
+    "session times out",
+    "KAFKA_AUTO_OFFSET_RESET": "where a new group starts",
+    "KAFKA_CLIENT_ID": "client id seen by the broker",
+    "KAFKA_SESSION_TIMEOUT_MS": "group session timeout",
+    "KAFKA_MAX_POLL_INTERVAL_MS": "longest time between polls before the group evicts us",
+    "KAFKA_FETCH_MAX_BYTES": "most bytes per fetch",
+    "KAFKA_MAX_PARTITION_FETCH_BYTES": "most bytes per partition per fetch",
+    "KAFKA_ISOLATION_LEVEL": "which records of transactional producers are read",
+    "KAFKA_SECURITY_PROTOCOL": "protocol of every Kafka client of the connector (reader, "
+    "dead letters, health checks)",
+    "KAFKA_SSL_CAFILE": "CA bundle the broker's certificate is verified with",
+    "KAFKA_SSL_CERTFILE": "client certificate (with `KAFKA_SSL_KEYFILE`)",
+    "KAFKA_SSL_KEYFILE": "key of the client certificate",
+    "KAFKA_SSL_KEY_PASSWORD": "password of the client key",
+    "KAFKA_SSL_CHECK_HOSTNAME": "verify the broker's name against its certificate",
+    "KAFKA_SASL_MECHANISM": "SASL mechanism",
+    "KAFKA_SASL_USERNAME": "SASL user (required with `SASL_*` protocols)",
+    "KAFKA_SASL_PASSWORD": "SASL password (required with `SASL_*` protocols)",
+    "RETRY_INITIAL_MS": "first backoff after a retriable failure (writer or broker down)",
+    "RETRY_MAX_MS": "backoff cap; each wait is uniform in [0, cap] (full jitter)",
+    "RETRY_MAX_ATTEMPTS": "give up (exit 1, nothing committed) after this many; `0` retries "
+    "until SIGTERM",
+    "SHUTDOWN_GRACE_S": "time the batch in flight gets to finish after SIGTERM",
+    "DLQ_TOPIC": "the dead-letter topic",
+    "DLQ_MAX_RATIO": "stop (exit 1) instead of dead-lettering when more than this share of "
+    "recent records is poison",
+    "DLQ_WINDOW": "how many recent records the ratio counts",
+    "DLQ_CREATE": "create `DLQ_TOPIC` at start when it is missing (with `ON_ERROR=dlq`)",
+    "DLQ_PARTITIONS": "partitions of a dead-letter topic created by `DLQ_CREATE`",
+    "DLQ_REPLICATION_FACTOR": "replicas of a dead-letter topic created by `DLQ_CREATE`",
+    "LOG_FORMAT": "`json` (one object per line with connector, topic, partition, trace ids) "
+    "or `text`",
+    "LOG_PROGRESS_INTERVAL_S": "seconds between progress lines (records, rate, lag)",
+    "HEALTH_STUCK_AFTER_S": "a partition behind whose committed offset has not moved for this "
+    "long is `stuck`",
+    "HEALTH_SAMPLE_INTERVAL_S": "how often committed and end offsets are sampled for "
+    "`/healthz` and the lag gauges",
+    "HEALTH_TIMEOUT_S": "per broker call made by the health checks",
+    "OTEL_SDK_DISABLED": "`true` turns tracing off whatever else is set",
+    "OTEL_TRACES_EXPORTER": "where spans go; tracing is on when this or an endpoint is set "
+    "(see [docs/observability.md](docs/observability.md); the SDK reads its other `OTEL_*` "
+    "variables itself)",
+    "OTEL_EXPORTER_OTLP_ENDPOINT": "OTLP collector; `/v1/traces` is appended",
+    "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "OTLP traces endpoint; wins over "
+    "`OTEL_EXPORTER_OTLP_ENDPOINT`",
+    "OTEL_EXPORTER_OTLP_PROTOCOL": "OTLP protocol",
+    "OTEL_SERVICE_NAME": "`service.name` of the spans",
+    "OTEL_TRACES_SAMPLER": "sampler for traces the connector starts; sample at the producers "
+    "(`parentbased_traceidratio`) rather than turning tracing off",
+    "OTEL_TRACES_SAMPLER_ARG": "ratio of the `traceidratio` samplers",
+    "KV_URL": "the store: embedded LMDB, or Redis; a password in it is masked in output",
+    "KV_MAP_SIZE_MB": "LMDB map size: the store's maximum size",
+    "KV_SYNC": "LMDB fsync on every batch. `false` is faster, but a power loss (not a process "
+    "crash) can lose the last writes whose offsets were already committed: only for stores "
+    "you can rebuild from the topic",
+    "KV_KEY_PREFIX": "for several connectors sharing a store",
+}
+
+SECRET_NOTE = "(secret: never printed)"  # noqa: S105 - a phrase, not a password
+
+
+@dataclass(frozen=True)
+class Row:
+    """One variable: its name, its default as shown, what a value must be, what it does."""
+
+    variable: str
+    default: str
+    accepts: str
+    meaning: str
+
+
+def models() -> tuple[type[Settings], ...]:
+    """The runtime's models, then the default writer's (found like any plugin)."""
+    return (*CORE_MODELS, WRITERS.get(DEFAULT_WRITER).settings)
+
+
+def rows() -> Iterator[Row]:
+    for model in models():
+        for field, info in model.model_fields.items():
+            variable = env_name(model, field)
+            meaning = MEANINGS.get(variable, "")
+            if _is_secret(info):
+                meaning = f"{meaning} {SECRET_NOTE}".strip()
+            yield Row(
+                variable,
+                DERIVED_DEFAULTS.get(variable) or _shown_default(info),
+                info.description or "",
+                meaning,
+            )
+
+
+def _is_secret(info: FieldInfo) -> bool:
+    return "SecretStr" in str(info.annotation) or info.annotation is SecretStr
+
+
+def _shown_default(info: FieldInfo) -> str:
+    default = info.default
+    if default is PydanticUndefined:
+        return "required"
+    if default is None:
+        return "none"
+    if default in ((), ""):
+        return "empty"
+    if isinstance(default, bool):
+        return f"`{str(default).lower()}`"
+    if isinstance(default, float) and default.is_integer():
+        return f"`{int(default)}`"
+    if isinstance(default, tuple):
+        return f"`{','.join(str(item) for item in default)}`"
+    return f"`{default}`"
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def _plain(text: str) -> str:
+    """A model's description as Markdown text: `<NAME>` must not read as an HTML tag."""
+    return text.replace("<", "&lt;")
+
+
+def markdown() -> str:
+    """The README's configuration table, one row per variable, in the models' order."""
+    lines = ["| variable | default | accepts | meaning |", "|---|---|---|---|"]
+    for row in rows():
+        cells = (f"`{row.variable}`", row.default, _plain(row.accepts), row.meaning)
+        lines.append("| " + " | ".join(_cell(cell) for cell in cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def text() -> str:
+    """Tab-separated variable, default, accepted values and meaning, for scripts."""
+    return "".join(
+        "\t".join((row.variable, row.default.strip("`"), row.accepts, row.meaning)) + "\n"
+        for row in rows()
+    )
+
+
+def cmd_config(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    sys.stdout.write(markdown() if args.markdown else text())
+    return 0
+
+
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    config = sub.add_parser(
+        "config", help="list every variable with its default, accepted values and meaning"
+    )
+    config.add_argument(
+        "--markdown", action="store_true", help="as the README's configuration table"
+    )
+    config.set_defaults(handler=cmd_config)
