@@ -1,6 +1,6 @@
 """A real HTTP server on loopback that records what it receives and fails on demand.
 
-The HTTP writer's tests need a receiver that behaves like the services the seed pushes to
+The HTTP writer's tests need a receiver that behaves like the services a connector pushes to
 (an email service, a CRM) on a bad day: 5xx, 429 with `Retry-After`, answers slower than
 the client's timeout, connections dropped mid-request, requests that never get an answer.
 Faults are planned per path, first in first out, so tests sharing one server do not

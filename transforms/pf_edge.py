@@ -1,9 +1,10 @@
 """`pf_edge`: zone settings from the control plane → the entry the edge reads per zone.
 
-Modelled on the seed's connector that pushes zone configuration to the edge key-value
-store. The edge needs little: only settings it acts on, features sorted and de-duplicated,
-and a version so that readers can tell fresh from stale. A removed zone deletes its key.
-Key: `zone:<zone_id>`. Input: `edge.v1.ZoneSettingsChanged`; output: `edge.v1.EdgeZoneConfig`.
+Modelled on the connector that pushes zone configuration to the edge key-value store in
+InfoQ's "Tales of Kafka at Cloudflare". The edge needs little: only settings it acts on,
+features sorted and de-duplicated, and a version so that readers can tell fresh from stale.
+A removed zone deletes its key. Key: `zone:<zone_id>`. Input: `edge.v1.ZoneSettingsChanged`;
+output: `edge.v1.EdgeZoneConfig`.
 """
 
 from __future__ import annotations
