@@ -4,6 +4,7 @@ Plugins (`readers/`, `writers/`, `transforms/`, third-party packages) import fro
 (the Kafka reader and writer also from `connectors.kafka`); the modules behind it may move.
 """
 
+from connectors.config.names import host_ports, topic_name
 from connectors.config.settings import (
     KafkaSettings,
     RuntimeSettings,
@@ -70,9 +71,11 @@ __all__ = [
     "WriterPlugin",
     "WriteBatch",
     "document",
+    "host_ports",
     "mask_url",
     "metrics",
     "readable_file",
+    "topic_name",
     "trace_headers",
     "transform",
     "worst",

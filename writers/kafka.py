@@ -42,6 +42,8 @@ from connectors import (
     WriteBatch,
     WriterContext,
     WriterPlugin,
+    host_ports,
+    topic_name,
 )
 from connectors.kafka import MAX_REQUEST_BYTES, Where, idempotent_producer, translate
 
@@ -55,7 +57,7 @@ class KafkaWriterSettings(KafkaSettings):
     """`KAFKA_OUTPUT_*` on top of the reader's own `KAFKA_*` connection settings, so the
     writer connects with the same TLS and SASL settings unless told otherwise."""
 
-    output_topic: str = Field(pattern=r"^[A-Za-z0-9._-]{1,249}$", description="a Kafka topic name")
+    output_topic: str = Field(description="a Kafka topic name")
     output_type: str = Field(
         pattern=r"^(bytes|[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*)$",
         description="a full protobuf message name (package.Message) or bytes",
@@ -72,6 +74,9 @@ class KafkaWriterSettings(KafkaSettings):
     @classmethod
     def _empty_is_unset(cls, value: Any) -> Any:
         return None if isinstance(value, str) and not value.strip() else value
+
+    _output_topic = field_validator("output_topic")(topic_name)
+    _output_ports = field_validator("output_bootstrap_servers")(host_ports)
 
     @property
     def servers(self) -> str:

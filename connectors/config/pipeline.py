@@ -30,7 +30,7 @@ from connectors.config.settings import (
     ShutdownSettings,
     load,
 )
-from connectors.core.errors import ConfigError, Problem
+from connectors.core.errors import QUOTED_LIMIT, ConfigError, Problem, quoted
 from connectors.core.reader import ReaderPlugin
 from connectors.core.records import RAW
 from connectors.core.registry import READERS, WRITERS, Registry, UnknownName
@@ -180,22 +180,35 @@ def _lookup(registry: Registry[T], variable: str, name: str, problems: list[Prob
         return registry.get(name)
     except UnknownName as exc:
         problems.append(Problem(variable, f"one of: {', '.join(exc.available)}", name))
-    except Exception as exc:  # noqa: BLE001 - a broken plugin is reported, not raised
-        problems.append(Problem(variable, f"a loadable plugin ({exc})", name))
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:  # noqa: BLE001 - a broken plugin is reported, not raised
+        problems.append(Problem(variable, f"a loadable plugin ({_failure(exc)})", name))
     return None
 
 
 def _import(variable: str, modules: tuple[str, ...], problems: list[Problem]) -> bool:
+    """Import each module; any failure, even SystemExit from a module's top level (which
+    would otherwise end the process with that module's exit code, 0 included), is a
+    configuration problem naming `variable`. Only Ctrl-C goes through."""
     ok = True
     for module in modules:
         try:
             importlib.import_module(module)
-        except Exception as exc:  # noqa: BLE001 - any import failure is a config problem
-            problems.append(
-                Problem(variable, f"importable modules ({type(exc).__name__}: {exc})", module)
-            )
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:  # noqa: BLE001 - any import failure is a config problem
+            problems.append(Problem(variable, f"importable modules ({_failure(exc)})", module))
             ok = False
     return ok
+
+
+def _failure(exc: BaseException) -> str:
+    """`Type: message`, the message cut short: it is echoed in a one-line config error."""
+    text = str(exc)
+    if len(text) > QUOTED_LIMIT:
+        text = f"{text[:QUOTED_LIMIT]}... ({len(text)} characters)"
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def _chain(runtime: RuntimeSettings, problems: list[Problem]) -> Chain:
@@ -207,8 +220,10 @@ def _chain(runtime: RuntimeSettings, problems: list[Problem]) -> Chain:
             problems.append(
                 Problem("TRANSFORMS", f"registered transforms: {', '.join(exc.available)}", name)
             )
-        except Exception as exc:  # noqa: BLE001 - a broken entry point is a config problem
-            problems.append(Problem("TRANSFORMS", f"a loadable transform ({exc})", name))
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:  # noqa: BLE001 - a broken entry point is a config problem
+            problems.append(Problem("TRANSFORMS", f"a loadable transform ({_failure(exc)})", name))
     return Chain(tuple(steps))
 
 
@@ -258,7 +273,9 @@ def _schemas(runtime: RuntimeSettings, problems: list[Problem]) -> TopicSchemas 
             continue
         if topic in bindings:
             problems.append(
-                Problem("TOPIC_SCHEMAS", f"one type per topic; {topic!r} is bound twice", item)
+                Problem(
+                    "TOPIC_SCHEMAS", f"one type per topic; {quoted(topic)} is bound twice", item
+                )
             )
             continue
         bindings[topic] = type_name
@@ -270,8 +287,8 @@ def _schemas(runtime: RuntimeSettings, problems: list[Problem]) -> TopicSchemas 
             problems.append(
                 Problem(
                     "TOPIC_SCHEMAS",
-                    f"a type for every topic in TOPICS; {topic!r} has none "
-                    f"(use {topic}=bytes to read raw bytes)",
+                    f"a type for every topic in TOPICS; {quoted(topic)} has none "
+                    f"(use {quoted(topic + '=bytes')} to read raw bytes)",
                     ",".join(runtime.topic_schemas),
                 )
             )
@@ -295,7 +312,7 @@ def _schemas(runtime: RuntimeSettings, problems: list[Problem]) -> TopicSchemas 
                 Problem(
                     "TOPIC_SCHEMAS",
                     f"a message type defined in PROTO_DESCRIPTOR_SET/PROTO_MODULES; "
-                    f"{type_name!r} is not",
+                    f"{quoted(type_name)} is not",
                     f"{topic}={type_name}",
                 )
             )
@@ -306,7 +323,7 @@ def _schemas(runtime: RuntimeSettings, problems: list[Problem]) -> TopicSchemas 
             problems.append(
                 Problem(
                     "TOPIC_SCHEMAS",
-                    f"bindings for topics in TOPICS only; {topic!r} is not",
+                    f"bindings for topics in TOPICS only; {quoted(topic)} is not",
                     f"{topic}={bindings[topic]}",
                 )
             )

@@ -8,6 +8,8 @@ The type name `bytes` binds a topic to raw bytes explicitly.
 
 from __future__ import annotations
 
+import os
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,10 +21,12 @@ from google.protobuf.message import DecodeError, Message
 from connectors.core.errors import PoisonError
 from connectors.core.records import TYPE_HEADER, Record
 
+MAX_DESCRIPTOR_SET_BYTES = 64 * 1024 * 1024
+
 
 def load_descriptor_set(path: Path) -> descriptor_pool.DescriptorPool:
     """A fresh pool holding every file of the set; raises OSError or ValueError when unreadable."""
-    data = path.read_bytes()
+    data = read_regular_file(path, MAX_DESCRIPTOR_SET_BYTES)
     files = descriptor_pb2.FileDescriptorSet()
     try:
         files.ParseFromString(data)
@@ -34,6 +38,25 @@ def load_descriptor_set(path: Path) -> descriptor_pool.DescriptorPool:
     for file in files.file:
         pool.Add(file)
     return pool
+
+
+def read_regular_file(path: Path, limit: int) -> bytes:
+    """The bytes of `path`, which must be a regular file of at most `limit` bytes.
+
+    Opened without blocking and checked on the open descriptor, so that neither a FIFO
+    (whose open and read wait for a writer) nor a device such as /dev/zero (endless) nor a
+    file swapped in between the check and the read can hang or exhaust the process."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    with os.fdopen(fd, "rb") as file:
+        info = os.fstat(file.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            raise ValueError(f"{path} is not a regular file")
+        if info.st_size > limit:
+            raise ValueError(f"{path} has {info.st_size} bytes; at most {limit} are read")
+        data = file.read(limit + 1)
+    if len(data) > limit:
+        raise ValueError(f"{path} has more than {limit} bytes; at most {limit} are read")
+    return data
 
 
 def find_message_class(

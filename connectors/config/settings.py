@@ -11,7 +11,6 @@ import os
 import re
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal, TypeVar
-from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import (
@@ -21,7 +20,8 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
-from connectors.core.errors import Problem
+from connectors.config import names
+from connectors.core.errors import Problem, quoted
 
 Names = Annotated[tuple[str, ...], NoDecode]
 _MODULE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
@@ -70,7 +70,7 @@ class RuntimeSettings(Settings):
     )
     reader: str = Field("kafka", description="a reader name")
     writer: str = Field("kv", description="a writer name")
-    topics: Names = Field(description="comma-separated topic names")
+    topics: Names = Field(description="comma-separated Kafka topic names")
     transforms: Names = Field((), description="comma-separated transform names")
     transform_modules: Names = Field((), description="comma-separated importable modules")
     topic_schemas: Names = Field(
@@ -86,7 +86,7 @@ class RuntimeSettings(Settings):
     metrics_host: str = Field(
         "0.0.0.0",  # noqa: S104 - Kubernetes probes and Prometheus reach the pod's IP
         min_length=1,
-        description="an address to bind the metrics and health server to",
+        description="an IP address or host name to bind the metrics and health server to",
     )
     on_error: Literal["dlq", "fail"] = Field(
         "dlq", description="dlq (poison goes to the dead-letter topic) or fail (stop)"
@@ -113,7 +113,7 @@ class RuntimeSettings(Settings):
         """Only dotted module names: nothing from the environment is run as a path or code."""
         for name in value:
             if not _MODULE.fullmatch(name):
-                raise ValueError(f"dotted Python module names; {name!r} is not one")
+                raise ValueError(f"dotted Python module names; {quoted(name)} is not one")
         return value
 
     @field_validator("topics")
@@ -121,7 +121,14 @@ class RuntimeSettings(Settings):
     def _some_topics(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         if not value:
             raise ValueError("at least one topic")
+        for name in value:
+            names.topic_name(name)
         return value
+
+    @field_validator("metrics_host")
+    @classmethod
+    def _host(cls, value: str) -> str:
+        return names.host(value)
 
     @field_validator("writer", "reader", "on_error", mode="before")
     @classmethod
@@ -151,7 +158,7 @@ class KafkaSettings(Settings):
     bootstrap_servers: str = Field(
         "127.0.0.1:9092",
         pattern=r"^[^,\s]+:\d+(,[^,\s]+:\d+)*$",
-        description="comma-separated host:port pairs",
+        description="comma-separated host:port pairs (ports 1-65535)",
     )
     group_id: str | None = Field(None, description="a consumer group id")
     group_instance_id: str | None = Field(
@@ -199,6 +206,7 @@ class KafkaSettings(Settings):
         return value.strip().upper() if isinstance(value, str) else value
 
     _readable = field_validator("ssl_cafile", "ssl_certfile", "ssl_keyfile")(readable_file)
+    _ports = field_validator("bootstrap_servers")(names.host_ports)
 
     @model_validator(mode="after")
     def _consistent(self) -> KafkaSettings:
@@ -218,21 +226,21 @@ S = TypeVar("S", bound=BaseSettings)
 
 
 def mask_url(text: str) -> str:
-    """`text` with the password of a URL in it replaced, for logs and messages."""
-    if "://" not in text or "@" not in text:
-        return text
-    try:
-        parts = urlsplit(text)
-    except ValueError:  # e.g. an unbalanced '[': mask all that could hold credentials
-        scheme, _, rest = text.partition("://")
-        return f"{scheme}://*****@{rest.rpartition('@')[2]}"
-    # The netloc is split by hand: `parts.port` raises on a bad port, and this runs
-    # precisely when a URL was found invalid (a config error must still mask it).
-    userinfo, _, host = parts.netloc.rpartition("@")
-    if ":" not in userinfo:
-        return text
-    user = userinfo.split(":", 1)[0]
-    return urlunsplit(parts._replace(netloc=f"{user}:*****@{host}"))
+    """`text` with the password of a URL in it replaced, for logs and messages.
+
+    The password is read as a person wrote it, not as `urlsplit` parses it: everything
+    from the first ':' after '://' to the LAST '@'. A parser ends the host part at the
+    first '/', '?' or '#', so a password holding one of them (`redis://:pa/ss@host`) would
+    be shown whole; no reading of the text can put the password outside that span, so
+    when an '@' belongs to a path or a query instead, more is hidden, never less. Nothing
+    is parsed, so an invalid URL (the very case of a configuration error) is masked too.
+    """
+    scheme, sep, rest = text.partition("://")
+    userinfo, at, host = rest.rpartition("@")
+    user, colon, _ = userinfo.partition(":")
+    if not (sep and at and colon):
+        return text  # no password: no '@', or a user name alone
+    return f"{scheme}://{user}:*****@{host}"
 
 
 def env_name(model: type[BaseSettings], field: str) -> str:
@@ -304,6 +312,14 @@ class RetrySettings(Settings):
         0, ge=0, description="an integer >= 0 (0: retry until it succeeds or SIGTERM)"
     )
 
+    @model_validator(mode="after")
+    def _ordered(self) -> RetrySettings:
+        if self.initial_ms > self.max_ms:
+            raise ValueError(
+                f"RETRY_INITIAL_MS at most RETRY_MAX_MS ({self.initial_ms} > {self.max_ms})"
+            )
+        return self
+
     def delay_s(self, attempt: int, draw: float) -> float:
         """Delay before retry `attempt` (1-based); `draw` is uniform in [0, 1)."""
         cap = min(self.max_ms, self.initial_ms * 2 ** min(attempt - 1, 30))
@@ -327,11 +343,7 @@ class DeadLetterSettings(Settings):
         env_prefix="DLQ_", frozen=True, extra="ignore", case_sensitive=False
     )
 
-    topic: str | None = Field(
-        None,
-        pattern=r"^[A-Za-z0-9._-]{1,249}$",
-        description="a Kafka topic name (default <CONNECTOR_NAME>.dlq)",
-    )
+    topic: str | None = Field(None, description="a Kafka topic name (default <CONNECTOR_NAME>.dlq)")
     max_ratio: float = Field(
         0.25, gt=0, le=1, description="a fraction in (0, 1]: poison share that trips the breaker"
     )
@@ -352,3 +364,8 @@ class DeadLetterSettings(Settings):
         description="an integer 1-32, or -1 for the broker's default: replicas of a created "
         "DLQ_TOPIC",
     )
+
+    @field_validator("topic")
+    @classmethod
+    def _topic_name(cls, value: str | None) -> str | None:
+        return None if value is None else names.topic_name(value)

@@ -33,8 +33,30 @@ class Problem:
     value: str | None = None
 
     def __str__(self) -> str:
-        shown = "" if self.value is None else f"={self.value!r}"
-        return f"{self.variable}{shown}: {self.expected}"
+        """One line, whatever the value or the message holds: a value with a line break in
+        it must not be able to print a line of its own (a forged `fatal:`)."""
+        shown = "" if self.value is None else f"={quoted(self.value)}"
+        return f"{one_line(self.variable)}{shown}: {one_line(self.expected)}"
+
+
+QUOTED_LIMIT = 200
+
+
+def quoted(text: str, limit: int = QUOTED_LIMIT) -> str:
+    """`text` as a quoted literal on one line (line breaks and control characters escaped),
+    cut after `limit` characters with its length said, so that an echoed value can neither
+    forge a line nor flood one."""
+    if len(text) > limit:
+        return f"{text[:limit]!r}... ({len(text)} characters)"
+    return repr(text)
+
+
+def one_line(text: str) -> str:
+    """`text` with every line break and other unprintable character escaped as in a Python
+    literal: messages that echo a value (an exception's text, a parser's) stay one line."""
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
 
 
 class ConfigError(ConnectorError):

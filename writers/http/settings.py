@@ -68,6 +68,15 @@ def mask_query(url: str) -> str:
     return urlunsplit(parts._replace(query=masked)).replace("%2A", "*")
 
 
+def _hint(url: str) -> str:
+    """How to write a password holding '/', '?' or '#': a URL parser ends the host part at
+    the first of them, so the URL reads as having a bad port or no host."""
+    userinfo = url.partition("://")[2].rpartition("@")[0]
+    if ":" in userinfo and any(c in userinfo for c in "/?#"):
+        return " (percent-encode '/', '?' and '#' in the password: %2F, %3F, %23)"
+    return ""
+
+
 class HTTPSettings(Settings):
     model_config = SettingsConfigDict(
         env_prefix="HTTP_", frozen=True, extra="ignore", case_sensitive=False
@@ -107,10 +116,17 @@ class HTTPSettings(Settings):
     @field_validator("url")
     @classmethod
     def _http_url(cls, value: str) -> str:
-        parts = urlsplit(value.strip())
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError("an http:// or https:// URL with a host")
-        return value.strip()
+        value = value.strip()
+        parts = urlsplit(value)
+        try:
+            port_ok = parts.port is None or parts.port > 0
+        except ValueError:
+            port_ok = False
+        if parts.scheme not in ("http", "https") or not parts.hostname or not port_ok:
+            raise ValueError(
+                "an http:// or https:// URL with a host and a port 1-65535" + _hint(value)
+            )
+        return value
 
     @field_validator("headers")
     @classmethod

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import re
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -37,16 +40,19 @@ class KVSettings(Settings):
         if scheme == "lmdb":
             if not lmdb_path(value):
                 raise ValueError("an lmdb: URL needs a path")
+            _lmdb_directory(Path(lmdb_path(value)))
         elif scheme in ("redis", "rediss"):
             parts = urlsplit(value)
             if not parts.hostname:
-                raise ValueError("a redis URL needs a host")
+                raise ValueError("a redis URL needs a host" + _encode_hint(value))
             try:
                 _ = parts.port
             except ValueError as exc:
-                raise ValueError("a redis URL port must be a number") from exc
+                raise ValueError("a redis URL port must be a number" + _encode_hint(value)) from exc
         else:
-            raise ValueError(f"an lmdb: or redis:// URL, not scheme {scheme or '(none)'!r}")
+            # Only a plausible scheme is echoed: what precedes a ':' may be a password.
+            shown = repr(scheme) if _SCHEME.fullmatch(scheme) else "(none)"
+            raise ValueError(f"an lmdb: or redis:// URL, not scheme {shown}")
         return value
 
     @property
@@ -58,6 +64,35 @@ class KVSettings(Settings):
             f"KV_URL={mask_url(self.url)} KV_MAP_SIZE_MB={self.map_size_mb} "
             f"KV_SYNC={str(self.sync).lower()} KV_KEY_PREFIX={self.key_prefix!r}"
         )
+
+
+_SCHEME = re.compile(r"[a-z][a-z0-9+.-]{0,30}")
+
+
+def _encode_hint(url: str) -> str:
+    """How to write a password holding '/', '?' or '#': a URL parser ends the host part
+    at the first of them, so the URL reads as having no host or a bad port."""
+    userinfo = url.partition("://")[2].rpartition("@")[0]
+    if ":" in userinfo and any(c in userinfo for c in "/?#"):
+        return " (percent-encode '/', '?' and '#' in the password: %2F, %3F, %23)"
+    return ""
+
+
+def _lmdb_directory(path: Path) -> None:
+    """An LMDB store is a directory: an existing one, or one that can be created (its
+    nearest existing parent is a writable directory). A regular file there would be
+    refused by LMDB only when the writer opens it."""
+    if path.exists():
+        if not path.is_dir():
+            raise ValueError(f"an lmdb: URL naming a directory; {path} is not one")
+        return
+    parent = path.absolute().parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise ValueError(f"an lmdb: URL under a directory; {parent} is not one")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ValueError(f"an lmdb: URL where the store can be created; {parent} is not writable")
 
 
 def lmdb_path(url: str) -> str:
