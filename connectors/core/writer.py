@@ -20,7 +20,7 @@ Anything else is treated as fatal.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from connectors.config.settings import Settings
 from connectors.core.records import WriteBatch
@@ -41,8 +41,17 @@ class FlushPolicy:
 
 
 class Writer(Protocol):
+    """What every sink implements; see the module docstring for the lifecycle.
+
+    A writer that wants batches accumulated into large writes (objects in a bucket) also
+    has a `flush_policy` attribute, as `Accumulating` declares; a writer without one is
+    handed each batch as it comes.
+    """
+
     async def start(self) -> None:
-        """Connect and verify the target is usable; raise FatalError if it never will be."""
+        """Connect and verify the target is usable. Raise RetriableError while it is not
+        reachable yet (the runner retries with RETRY_* backoff), FatalError if it never
+        will be."""
 
     async def write(self, batch: WriteBatch) -> None:
         """Store every entry of `batch` (upsert; `value is None` deletes), idempotently."""
@@ -54,10 +63,18 @@ class Writer(Protocol):
         """Flush and release resources; called once, also after a failed start."""
 
 
+@runtime_checkable
+class Accumulating(Writer, Protocol):
+    """A writer that declares how much it wants per `write` (None: each batch as it comes)."""
+
+    flush_policy: FlushPolicy | None
+
+
 def flush_policy(writer: Writer) -> FlushPolicy | None:
-    """The writer's `flush_policy` attribute when it has one: most writers write each batch."""
-    policy = getattr(writer, "flush_policy", None)
-    return policy if isinstance(policy, FlushPolicy) else None
+    """The writer's declared `flush_policy`, None for a writer that declares none."""
+    if isinstance(writer, Accumulating) and isinstance(writer.flush_policy, FlushPolicy):
+        return writer.flush_policy
+    return None
 
 
 class KeyValueView(Protocol):

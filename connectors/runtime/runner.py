@@ -3,47 +3,51 @@
 Everything that could lose data is decided here, once, for every reader and writer:
 
 - offsets are committed only for records whose entries the writer stored;
-- a retriable failure retries the same batch with capped, jittered backoff and commits
+- a retriable failure (at start too) retries with capped, jittered backoff and commits
   nothing meanwhile; a fatal one stops the loop with nothing committed;
+- a record that cannot be decoded, transformed or stored is poison: dead-lettered with its
+  provenance, the rest of its batch written; running out of memory or file descriptors is
+  no record's fault and stops the loop with nothing committed past it;
 - a rebalance waits for the batch in flight (write and commit) before partitions go;
 - a stop request (SIGTERM) lets the batch in flight finish within the grace period, then
-  leaves the group.
+  leaves the group; a batch that cannot finish in time is abandoned, not committed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, suppress
 from functools import partial
-from typing import Any, TypeVar
+from typing import Any
+
+from prometheus_client import Histogram
 
 from connectors.config.pipeline import Pipeline
 from connectors.core.dead_letters import DeadLetter, DeadLetterSink
-from connectors.core.errors import FatalError, PoisonError, RetriableError
+from connectors.core.errors import FatalError, PoisonError
 from connectors.core.reader import Reader, ReaderContext
-from connectors.core.records import Batch, Entry, Record, TopicPartition, WriteBatch
+from connectors.core.records import Batch, Record, TopicPartition, WriteBatch
+from connectors.core.transform import Decoded, exhausted
 from connectors.core.writer import Writer, WriterContext, flush_policy
 from connectors.kafka.dead_letters import KafkaDeadLetters
-from connectors.observability import metrics, tracing
+from connectors.observability import tracing
 from connectors.observability.logs import Progress
 from connectors.runtime.accumulator import Accumulator
 from connectors.runtime.catch_up import CatchUp
+from connectors.runtime.instruments import Instruments
 from connectors.runtime.poison import Breaker
+from connectors.runtime.retry import Abandoned, Retrier
 
 _log = logging.getLogger("connectors.runtime.runner")
 
-T = TypeVar("T")
+Poison = tuple[int, Record, PoisonError]
 
 
 def _position(record: Record) -> tuple[str, int, int]:
     return (record.topic, record.partition, record.offset)
-
-
-class _Abandoned(Exception):  # noqa: N818 - control flow, never escapes this module
-    """A stop request arrived while a batch waited for a retry; it is not committed."""
 
 
 class Runner:
@@ -75,22 +79,46 @@ class Runner:
         self.dead_letters: DeadLetterSink = dead_letters or KafkaDeadLetters(
             pipeline.kafka, pipeline.dlq_topic, runtime.connector_name
         )
+        self._name = runtime.connector_name
+        self._instruments = Instruments(runtime.connector_name, pipeline.writer.name)
+        self._stopping = asyncio.Event()
+        self._retry = Retrier(pipeline.retry, self.reader, self._instruments, self._stopping)
         self._breaker = Breaker(pipeline.dead_letter.max_ratio, pipeline.dead_letter.window)
         self._catch_up = CatchUp(self.reader, report) if until_caught_up else None
         self._pending = Accumulator(flush_policy(self.writer))
         self._in_flight = asyncio.Lock()
-        self._stopping = asyncio.Event()
-        self._name = runtime.connector_name
         self._progress = progress or Progress(runtime.connector_name, 0)
-        self.committed: dict[TopicPartition, int] = {}
+        self._activity: tuple[str | None, float] = (None, time.monotonic())
 
     def stop(self) -> None:
-        """Ask the loop to finish the batch in flight and leave; safe from a signal handler."""
+        """Ask the loop to finish the batch in flight and leave; call it on the loop."""
         self._stopping.set()
 
-    @property
-    def stopping(self) -> bool:
-        return self._stopping.is_set()
+    def activity(self) -> tuple[str | None, float]:
+        """The stage running now (decode, transform, write, dead_letter, commit; None when
+        idle or polling) and the `time.monotonic()` it began: a stage that began long ago
+        is a wedged pipeline. Safe to read from any thread."""
+        return self._activity
+
+    async def run(self) -> None:
+        """Start, loop until stopped (or caught up), close; a stop request during a retry
+        wait, at start too, ends it normally."""
+        retry = self._retry
+        try:
+            try:
+                await retry("writer.start", self.writer.start, keepalive=False)
+                await retry("dead_letters.start", self.dead_letters.start, keepalive=False)
+                start = partial(self.reader.start, self._on_revoke)
+                await retry("reader.start", start, keepalive=False)
+                try:
+                    await self._loop()
+                finally:
+                    await self.reader.close()
+            finally:
+                await self.dead_letters.close()
+                await self.writer.close()
+        except Abandoned as stopped:
+            _log.info("stopped while %s was retried; nothing of it committed", stopped)
 
     async def _on_revoke(self, partitions: list[TopicPartition]) -> None:
         # Holding the lock means no batch is between write and commit; what was accumulated
@@ -99,123 +127,85 @@ class Runner:
             _log.info("partitions revoked: %s", partitions)
             await self._flush()
 
-    async def run(self) -> None:
-        await self.writer.start()
-        try:
-            await self.dead_letters.start()
-            await self.reader.start(self._on_revoke)
-            try:
-                await self._loop()
-            finally:
-                await self.reader.close()
-        finally:
-            await self.dead_letters.close()
-            await self.writer.close()
-
     async def _loop(self) -> None:
-        stage = metrics.STAGE_SECONDS
-        try:
-            while not self._stopping.is_set():
-                started = time.perf_counter()
-                batch = await self._retrying("poll", self.reader.batch)
-                elapsed = time.perf_counter() - started
-                stage.labels(self._name, "poll").observe(elapsed)
-                tracing.poll(self._name, batch, elapsed)
-                if self._catch_up is not None:
-                    self._catch_up.note(batch)
-                async with self._in_flight:
-                    self._pending.add(batch)
-                    if self._pending.due():
-                        await self._flush()
-                self._progress.tick()
-                if self._catch_up is not None and await self._catch_up.done():
-                    break
+        poll_seconds = self._instruments.poll_seconds
+        while not self._stopping.is_set():
+            started = time.perf_counter()
+            batch = await self._retry("poll", self.reader.batch, keepalive=False)
+            elapsed = time.perf_counter() - started
+            poll_seconds.observe(elapsed)
+            tracing.poll(self._name, batch, elapsed)
+            if self._catch_up is not None:
+                self._catch_up.note(batch)
             async with self._in_flight:
-                await self._flush()
-        except _Abandoned:
-            return
+                self._pending.add(batch)
+                if self._pending.due():
+                    await self._flush()
+            self._progress.tick()
+            if self._catch_up is not None and await self._catch_up.done():
+                break
+        async with self._in_flight:
+            await self._flush()
 
     async def _flush(self) -> None:
         batch = self._pending.take()
         if batch.records:
-            await self._process(batch)
-
-    async def _process(self, batch: Batch) -> None:
-        """Write, dead-letter, then commit one batch; raises _Abandoned on a stop request."""
-        with tracing.batch(self._name, batch) as trace:
-            await self._write_and_commit(batch, trace)
+            with tracing.batch(self._name, batch) as trace:
+                try:
+                    await self._write_and_commit(batch, trace)
+                finally:
+                    self._activity = (None, time.monotonic())
 
     async def _write_and_commit(self, batch: Batch, trace: tracing.BatchTrace) -> None:
-        name = self._name
-        metrics.BATCH_SIZE.labels(name).observe(len(batch))
-        per_topic: dict[str, int] = {}
-        for record in batch.records:
-            per_topic[record.topic] = per_topic.get(record.topic, 0) + 1
-        for topic, count in per_topic.items():
-            metrics.RECORDS_IN.labels(name, topic).inc(count)
+        """Transform, write what came out, dead-letter what could not, then commit."""
+        meter = self._instruments
+        meter.read(batch)
         write_batch, letters = self._transform(batch, trace)
         write_batch = trace.carry(write_batch)
-
-        in_flight = metrics.WRITER_IN_FLIGHT.labels(name, self.pipeline.writer.name)
-        in_flight.set(len(write_batch.entries))
-        started = time.perf_counter()
+        meter.in_flight.set(len(write_batch.entries))
         try:
-            with trace.stage("write"):
+            with self._stage("write", trace, meter.write_seconds):
                 write_batch = await self._write(write_batch, letters)
         finally:
-            in_flight.set(0)
-        metrics.STAGE_SECONDS.labels(name, "write").observe(
-            time.perf_counter() - started, trace.exemplar()
-        )
-        metrics.ENTRIES_WRITTEN.labels(name, self.pipeline.writer.name).inc(
-            len(write_batch.entries)
-        )
-        self._observe_age(batch)
+            meter.in_flight.set(0)
+        meter.entries_written.inc(len(write_batch.entries))
+        meter.aged(batch)
         if letters:
             if trace.active:
                 letters = [
                     DeadLetter(trace.carry_record(d.record), d.stage, d.error_class, d.message)
                     for d in letters
                 ]
-            sent = letters
-            with trace.stage("dead_letter"):
-                await self._retrying("dead_letter", lambda: self.dead_letters.send(sent))
+            with self._stage("dead_letter", trace):
+                send = partial(self.dead_letters.send, letters)
+                await self._retry("dead_letter", send, keepalive=True)
             for letter in letters:
-                metrics.RECORDS_DEAD_LETTERED.labels(name, letter.record.topic, letter.stage).inc()
-
+                meter.dead_lettered(letter.record.topic, letter.stage)
         offsets = batch.next_offsets
-        started = time.perf_counter()
-        with trace.stage("commit"):
-            await self._retrying("commit", lambda: self.reader.commit(offsets))
-        metrics.STAGE_SECONDS.labels(name, "commit").observe(
-            time.perf_counter() - started, trace.exemplar()
-        )
-        metrics.COMMITS.labels(name).inc()
-        now = time.time()
-        for topic, partition in offsets:
-            metrics.LAST_COMMIT_TIME.labels(name, topic, str(partition)).set(now)
-        self.committed.update(offsets)
+        with self._stage("commit", trace, meter.commit_seconds):
+            await self._retry("commit", partial(self.reader.commit, offsets), keepalive=True)
+        meter.committed(offsets)
         self._progress.count(len(batch))
 
-    def _observe_age(self, batch: Batch) -> None:
-        """How late the batch was written: the age of each partition's first record (records
-        of a partition come together; one observation per record would cost more than every
-        other metric of the batch)."""
-        now_ms = time.time() * 1000.0
-        topic, partition = "", -1
-        for record in batch.records:
-            if record.partition != partition or record.topic != topic:
-                topic, partition = record.topic, record.partition
-                if record.timestamp_ms > 0:
-                    age_s = max(0.0, (now_ms - record.timestamp_ms) / 1000.0)
-                    metrics.RECORD_AGE.labels(self._name, topic).observe(age_s)
+    @contextmanager
+    def _stage(
+        self, name: str, trace: tracing.BatchTrace, seconds: Histogram | None = None
+    ) -> Iterator[None]:
+        """One stage of the batch in flight: shown by `activity()`, traced, and timed into
+        `seconds` once it succeeded."""
+        self._activity = (name, time.monotonic())
+        started = time.perf_counter()
+        with trace.stage(name):
+            yield
+        if seconds is not None:
+            seconds.observe(time.perf_counter() - started, trace.exemplar())
 
     async def _write(self, write_batch: WriteBatch, letters: list[DeadLetter]) -> WriteBatch:
         """Write until it succeeds; records the writer rejects for good become dead letters
         and the rest is written again without them."""
         while True:
             try:
-                await self._retrying("write", partial(self.writer.write, write_batch))
+                await self._retry("write", partial(self.writer.write, write_batch), keepalive=True)
             except PoisonError as exc:
                 if exc.record is None:
                     raise FatalError(
@@ -234,35 +224,46 @@ class Runner:
         self, batch: Batch, trace: tracing.BatchTrace
     ) -> tuple[WriteBatch, list[DeadLetter]]:
         """Decode every record, then transform every message: two passes, each timed once,
-        so no clock is read per record. Poison is judged after both, in record order, and
-        healthy records reach the breaker as counts of the runs between poison ones."""
-        schemas, chain, name = self.pipeline.schemas, self.pipeline.chain, self._name
+        so no clock is read per record. Poison is judged after both, in record order."""
         records = batch.records
-        poison: list[tuple[int, Record, PoisonError]] = []
-
+        self._activity = ("decode", time.monotonic())
         started = time.perf_counter()
-        decode = schemas.decode
-        decoded: list[tuple[int, Record, Any]] = []
+        decoded, poison = self._decode(records)
+        decoded_at = time.perf_counter()
+        self._activity = ("transform", time.monotonic())
+        applied = self.pipeline.chain.apply_batch(decoded)
+        transform_s = time.perf_counter() - decoded_at
+        if applied.poison:
+            poison = sorted(poison + applied.poison, key=lambda found: found[0])
+        letters = self._judge(len(records), poison)
+        decode_s = decoded_at - started
+        self._instruments.transformed(decode_s, transform_s, applied.seconds, trace.exemplar())
+        trace.summed(("decode", decode_s), ("transform", transform_s))
+        return WriteBatch(batch, tuple(applied.entries)), letters
+
+    def _decode(self, records: Sequence[Record]) -> tuple[list[Decoded], list[Poison]]:
+        decode = self.pipeline.schemas.decode
+        decoded: list[Decoded] = []
+        poison: list[Poison] = []
         for index, record in enumerate(records):
             try:
                 decoded.append((index, record, decode(record)))
             except PoisonError as exc:
                 poison.append((index, record, exc))
-        decoded_at = time.perf_counter()
+            except Exception as exc:
+                if exhausted(exc):
+                    raise FatalError(
+                        f"decode ran out of resources at {record.topic}[{record.partition}]"
+                        f"@{record.offset} ({type(exc).__name__}: {exc}); stopping, nothing "
+                        f"committed past it"
+                    ) from exc
+                failure = PoisonError("decode", f"{type(exc).__name__}: {exc}", record)
+                poison.append((index, record, failure))
+        return decoded, poison
 
-        apply = chain.apply
-        entries: list[Entry] = []
-        failed_decode = len(poison)
-        for index, record, message in decoded:
-            try:
-                entries.extend(apply(record, message))
-            except PoisonError as exc:
-                poison.append((index, record, exc))
-        decode_s = decoded_at - started
-        transform_s = time.perf_counter() - decoded_at
-
-        if failed_decode and len(poison) > failed_decode:
-            poison.sort(key=lambda found: found[0])
+    def _judge(self, count: int, poison: list[Poison]) -> list[DeadLetter]:
+        """Dead letters for `poison` (sorted by index); healthy records reach the breaker as
+        counts of the runs between poison ones."""
         breaker = self._breaker
         letters: list[DeadLetter] = []
         judged = 0
@@ -270,21 +271,13 @@ class Runner:
             breaker.record_ok(index - judged)
             judged = index + 1
             letters.append(self._poison(record, error))
-        breaker.record_ok(len(records) - judged)
-        exemplar = trace.exemplar()
-        metrics.STAGE_SECONDS.labels(name, "decode").observe(decode_s, exemplar)
-        metrics.STAGE_SECONDS.labels(name, "transform").observe(transform_s, exemplar)
-        if chain.seconds:
-            for step, seconds in chain.seconds.items():
-                metrics.STAGE_SECONDS.labels(name, f"transform:{step}").observe(seconds, exemplar)
-            chain.seconds.clear()
-        trace.summed(("decode", decode_s), ("transform", transform_s))
-        return WriteBatch(batch, tuple(entries)), letters
+        breaker.record_ok(count - judged)
+        return letters
 
     def _poison(self, record: Record, exc: PoisonError) -> DeadLetter:
         """A dead letter for `record`, unless poison must stop the connector."""
         where = f"{record.topic}[{record.partition}]@{record.offset}"
-        metrics.RECORDS_FAILED.labels(self._name, exc.stage).inc()
+        self._instruments.failed(exc.stage)
         if self.pipeline.runtime.on_error == "fail":
             raise FatalError(
                 f"{exc.stage} failed for {where}: {exc}; ON_ERROR=fail, nothing committed past it"
@@ -301,66 +294,37 @@ class Runner:
         cause = exc.__cause__ if exc.__cause__ is not None else exc
         return DeadLetter(record, exc.stage, type(cause).__name__, str(exc))
 
-    async def _retrying(self, stage: str, call: Callable[[], Awaitable[T]]) -> T:
-        """`call()` until it succeeds; raises _Abandoned when a stop request ends the wait.
 
-        While waiting, the reader is paused but keeps polling, so the group sees a live
-        member (no rebalance) and nothing new is fetched into memory.
-        """
-        retry = self.pipeline.retry
-        attempt = 0
-        while True:
-            try:
-                result = await call()
-            except RetriableError as exc:
-                attempt += 1
-                if retry.max_attempts and attempt >= retry.max_attempts:
-                    raise FatalError(
-                        f"{stage} still failing after {attempt} attempts: {exc}"
-                    ) from exc
-                delay = retry.delay_s(attempt, random.random())  # noqa: S311 - jitter
-                if exc.retry_after is not None:
-                    delay = max(delay, exc.retry_after)
-                metrics.RETRIES.labels(self._name, stage).inc()
-                _log.warning(
-                    "%s failed (attempt %d), retrying in %.2fs: %s", stage, attempt, delay, exc
-                )
-                if await self._wait_for_stop(delay, keep_polling=stage != "poll"):
-                    raise _Abandoned from exc
-            else:
-                if attempt and stage != "poll":
-                    self.reader.resume()
-                    metrics.PAUSED_PARTITIONS.labels(self._name).set(0)
-                return result
-
-    async def _wait_for_stop(self, seconds: float, keep_polling: bool = False) -> bool:
-        """Wait `seconds` or until a stop request (True); poll paused meanwhile if asked."""
-        deadline = time.monotonic() + seconds
-        while (remaining := deadline - time.monotonic()) > 0:
-            if self._stopping.is_set():
-                return True
-            if keep_polling:
-                paused = len(self.reader.assignment())
-                metrics.PAUSED_PARTITIONS.labels(self._name).set(paused)
-                await self.reader.keepalive(min(remaining, 0.5))
-            else:
-                try:
-                    await asyncio.wait_for(self._stopping.wait(), timeout=remaining)
-                except TimeoutError:
-                    return False
-        return self._stopping.is_set()
+#: Seconds an abandoned batch's task gets to leave the group and close the writer.
+CLOSE_S = 2.0
 
 
-async def run_until_stopped(runner: Runner, grace_s: float) -> Any:
-    """Run; once `runner.stop()` was called, allow `grace_s` for the batch in flight."""
+async def run_until_stopped(runner: Runner, grace_s: float) -> None:
+    """Run; once `runner.stop()` was called, allow `grace_s` for the batch in flight, then
+    abandon it (uncommitted: the next owner of its partitions replays it)."""
     task = asyncio.ensure_future(runner.run())
     stop_wait = asyncio.ensure_future(runner._stopping.wait())
-    done, _ = await asyncio.wait({task, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
-    if task not in done:
-        try:
-            await asyncio.wait_for(asyncio.shield(task), timeout=grace_s)
-        except TimeoutError:
-            _log.warning("batch in flight abandoned after %.1fs; it will be replayed", grace_s)
-            task.cancel()
-    stop_wait.cancel()
-    return await task
+    try:
+        done, _ = await asyncio.wait({task, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
+        if task not in done:
+            try:
+                await asyncio.wait_for(asyncio.shield(task), timeout=grace_s)
+            except TimeoutError:
+                await _abandon(runner, task, grace_s)
+                return
+    finally:
+        stop_wait.cancel()
+    await task
+
+
+async def _abandon(runner: Runner, task: asyncio.Future[Any], grace_s: float) -> None:
+    stage, since = runner.activity()
+    where = f" (in {stage} for {time.monotonic() - since:.1f}s)" if stage is not None else ""
+    _log.warning("batch in flight abandoned after %.1fs%s; it will be replayed", grace_s, where)
+    task.cancel()
+    done, _ = await asyncio.wait({task}, timeout=CLOSE_S)
+    if task in done and not task.cancelled():
+        with suppress(Exception):
+            failure = task.exception()
+            if failure is not None:
+                _log.warning("while abandoning the batch: %s: %s", type(failure).__name__, failure)

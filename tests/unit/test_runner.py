@@ -9,7 +9,7 @@ import pytest
 from connectors import FatalError, Record
 from connectors.config.pipeline import Pipeline, resolve
 from connectors.runtime.runner import Runner
-from tests.fakes import MemoryDeadLetters, MemoryReader, MemoryWriter, retriable
+from connectors.testing.fakes import MemoryDeadLetters, MemoryReader, MemoryWriter, retriable
 
 BASE = {
     "CONNECTOR_NAME": "unit",

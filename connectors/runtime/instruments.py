@@ -1,0 +1,113 @@
+"""The runner's metrics for one connector, with their labels bound once.
+
+`prometheus_client` resolves a label set to its child series on every `.labels(...)` call
+(a lock and a dict lookup); the runner records a handful of figures per batch, so the
+series it always uses are bound here at start, and those keyed by topic, partition or
+stage are bound the first time each one is seen and kept.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Mapping
+
+from prometheus_client import Counter, Gauge, Histogram
+
+from connectors.core.records import Batch, TopicPartition
+from connectors.observability import metrics
+
+Exemplar = dict[str, str] | None
+
+
+class Instruments:
+    def __init__(self, connector: str, writer: str) -> None:
+        self.connector = connector
+        stage = metrics.STAGE_SECONDS
+        self.poll_seconds: Histogram = stage.labels(connector, "poll")
+        self.decode_seconds: Histogram = stage.labels(connector, "decode")
+        self.transform_seconds: Histogram = stage.labels(connector, "transform")
+        self.write_seconds: Histogram = stage.labels(connector, "write")
+        self.commit_seconds: Histogram = stage.labels(connector, "commit")
+        self.batch_records: Histogram = metrics.BATCH_SIZE.labels(connector)
+        self.entries_written: Counter = metrics.ENTRIES_WRITTEN.labels(connector, writer)
+        self.in_flight: Gauge = metrics.WRITER_IN_FLIGHT.labels(connector, writer)
+        self.commits: Counter = metrics.COMMITS.labels(connector)
+        self.paused: Gauge = metrics.PAUSED_PARTITIONS.labels(connector)
+        self._records_in: dict[str, Counter] = {}
+        self._age: dict[str, Histogram] = {}
+        self._last_commit: dict[TopicPartition, Gauge] = {}
+        self._failed: dict[str, Counter] = {}
+        self._dead_lettered: dict[tuple[str, str], Counter] = {}
+        self._retries: dict[str, Counter] = {}
+        self._steps: dict[str, Histogram] = {}
+
+    def read(self, batch: Batch) -> None:
+        """A batch arrived: its size, and its records per topic."""
+        self.batch_records.observe(len(batch))
+        per_topic: dict[str, int] = {}
+        for record in batch.records:
+            per_topic[record.topic] = per_topic.get(record.topic, 0) + 1
+        for topic, count in per_topic.items():
+            counter = self._records_in.get(topic)
+            if counter is None:
+                counter = self._records_in[topic] = metrics.RECORDS_IN.labels(self.connector, topic)
+            counter.inc(count)
+
+    def transformed(
+        self, decode_s: float, transform_s: float, steps: Mapping[str, float], exemplar: Exemplar
+    ) -> None:
+        self.decode_seconds.observe(decode_s, exemplar)
+        self.transform_seconds.observe(transform_s, exemplar)
+        for step, seconds in steps.items():
+            histogram = self._steps.get(step)
+            if histogram is None:
+                histogram = metrics.STAGE_SECONDS.labels(self.connector, f"transform:{step}")
+                self._steps[step] = histogram
+            histogram.observe(seconds, exemplar)
+
+    def aged(self, batch: Batch) -> None:
+        """How late the batch was written: the age of each partition's first record (records
+        of a partition come together; one observation per record would cost more than every
+        other metric of the batch)."""
+        now_ms = time.time() * 1000.0
+        topic, partition = "", -1
+        for record in batch.records:
+            if record.partition != partition or record.topic != topic:
+                topic, partition = record.topic, record.partition
+                if record.timestamp_ms > 0:
+                    histogram = self._age.get(topic)
+                    if histogram is None:
+                        histogram = self._age[topic] = metrics.RECORD_AGE.labels(
+                            self.connector, topic
+                        )
+                    histogram.observe(max(0.0, (now_ms - record.timestamp_ms) / 1000.0))
+
+    def committed(self, offsets: Iterable[TopicPartition]) -> None:
+        self.commits.inc()
+        now = time.time()
+        for tp in offsets:
+            gauge = self._last_commit.get(tp)
+            if gauge is None:
+                gauge = self._last_commit[tp] = metrics.LAST_COMMIT_TIME.labels(
+                    self.connector, tp[0], str(tp[1])
+                )
+            gauge.set(now)
+
+    def failed(self, stage: str) -> None:
+        counter = self._failed.get(stage)
+        if counter is None:
+            counter = self._failed[stage] = metrics.RECORDS_FAILED.labels(self.connector, stage)
+        counter.inc()
+
+    def dead_lettered(self, topic: str, stage: str) -> None:
+        counter = self._dead_lettered.get((topic, stage))
+        if counter is None:
+            counter = metrics.RECORDS_DEAD_LETTERED.labels(self.connector, topic, stage)
+            self._dead_lettered[(topic, stage)] = counter
+        counter.inc()
+
+    def retried(self, stage: str) -> None:
+        counter = self._retries.get(stage)
+        if counter is None:
+            counter = self._retries[stage] = metrics.RETRIES.labels(self.connector, stage)
+        counter.inc()

@@ -1,0 +1,96 @@
+"""Retrying a call that failed with a RetriableError: capped, jittered backoff (RETRY_*).
+
+One policy for every call the runner makes (start, poll, write, dead-letter, commit), so a
+dependency that is down at start is waited for exactly as one that goes down later. A
+stop request ends the wait (`Abandoned`); RETRY_MAX_ATTEMPTS attempts end it with a
+FatalError.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from connectors.config.settings import RetrySettings
+from connectors.core.errors import FatalError, RetriableError
+from connectors.core.reader import Reader
+from connectors.runtime.instruments import Instruments
+
+_log = logging.getLogger("connectors.runtime.retry")
+
+T = TypeVar("T")
+
+
+class Abandoned(Exception):  # noqa: N818 - control flow, caught by the runner
+    """A stop request arrived while a call waited for its next attempt; what it was for
+    (a batch) is not committed."""
+
+
+class Retrier:
+    def __init__(
+        self,
+        settings: RetrySettings,
+        reader: Reader,
+        instruments: Instruments,
+        stopping: asyncio.Event,
+    ) -> None:
+        self._settings = settings
+        self._reader = reader
+        self._instruments = instruments
+        self._stopping = stopping
+
+    async def __call__(self, stage: str, call: Callable[[], Awaitable[T]], *, keepalive: bool) -> T:
+        """`call()` until it succeeds; raises Abandoned when a stop request ends the wait.
+
+        With `keepalive`, the reader is paused but keeps polling while waiting, so the
+        group sees a live member (no rebalance) and nothing new is fetched into memory;
+        it is resumed once the call succeeds.
+        """
+        attempt = 0
+        while True:
+            try:
+                result = await call()
+            except RetriableError as exc:
+                attempt += 1
+                delay = self._delay(stage, attempt, exc)
+                self._instruments.retried(stage)
+                _log.warning(
+                    "%s failed (attempt %d), retrying in %.2fs: %s", stage, attempt, delay, exc
+                )
+                if await self.wait(delay, keepalive=keepalive):
+                    raise Abandoned(stage) from exc
+            else:
+                if attempt and keepalive:
+                    self._reader.resume()
+                    self._instruments.paused.set(0)
+                return result
+
+    def _delay(self, stage: str, attempt: int, exc: RetriableError) -> float:
+        settings = self._settings
+        if settings.max_attempts and attempt >= settings.max_attempts:
+            raise FatalError(f"{stage} still failing after {attempt} attempts: {exc}") from exc
+        delay = settings.delay_s(attempt, random.random())  # noqa: S311 - jitter
+        if exc.retry_after is not None:
+            delay = max(delay, exc.retry_after)
+        return delay
+
+    async def wait(self, seconds: float, *, keepalive: bool) -> bool:
+        """Wait `seconds` or until a stop request (True); poll paused meanwhile if asked."""
+        stopping = self._stopping
+        deadline = time.monotonic() + seconds
+        while (remaining := deadline - time.monotonic()) > 0:
+            if stopping.is_set():
+                return True
+            if keepalive:
+                self._instruments.paused.set(len(self._reader.assignment()))
+                await self._reader.keepalive(min(remaining, 0.5))
+            else:
+                try:
+                    await asyncio.wait_for(stopping.wait(), timeout=remaining)
+                except TimeoutError:
+                    return False
+        return stopping.is_set()
