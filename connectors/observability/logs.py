@@ -3,7 +3,14 @@
 JSON because log stores filter by field: every line names its connector, and lines about
 one partition carry `topic` and `partition` (pass them with `extra=`), plus the trace and
 span ids when tracing is on, so a log line leads to its trace. `LOG_FORMAT=text` gives
-classic lines for a terminal.
+classic lines for a terminal, one event per line too: line breaks inside a message or an
+exception (a transform's error text, a value quoted back) are escaped, so nothing logged
+can forge a line of its own.
+
+A broker outage makes aiokafka log the same error many times a second ("Unable connect to
+node ...", "Topic ... not found in cluster metadata"); its loggers are rate-limited
+(`RateLimit`): each message template at most once per 10 s per logger, and the next one let
+through says how many like it were withheld.
 
 The progress line (every `LOG_PROGRESS_INTERVAL_S`, 30 s by default) is written even when
 nothing happens, so that "no errors in the log" can be told apart from "not running":
@@ -26,12 +33,42 @@ from connectors.config.observability import LogSettings
 from connectors.core.records import TopicPartition
 from connectors.observability import metrics, tracing
 
-__all__ = ["JsonFormatter", "LogSettings", "Progress", "lag_from_metrics", "setup"]
+__all__ = [
+    "JsonFormatter",
+    "LogSettings",
+    "Progress",
+    "RateLimit",
+    "TextFormatter",
+    "lag_from_metrics",
+    "one_line",
+    "setup",
+]
 
 _STANDARD = frozenset(
     vars(logging.LogRecord("", 0, "", 0, "", None, None)).keys() | {"message", "asctime"}
 )
 _TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+#: Every character `str.splitlines` breaks at, as the escape a reader recognises.
+_LINE_BREAKS = {ord(c): repr(c)[1:-1] for c in "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"}
+#: Loggers whose repeated lines are rate-limited, and how often one template may pass.
+RATE_LIMITED = ("aiokafka",)
+RATE_LIMIT_INTERVAL_S = 10.0
+
+
+def one_line(text: str) -> str:
+    """`text` with every line break escaped (`\\n`, `\\r`, ...), so it prints as one line."""
+    return text.translate(_LINE_BREAKS)
+
+
+class TextFormatter(logging.Formatter):
+    """Classic `time LEVEL logger: message` lines, one per event: line breaks in the message,
+    an exception or a stack are escaped rather than written."""
+
+    def __init__(self) -> None:
+        super().__init__(_TEXT_FORMAT)
+
+    def format(self, record: logging.LogRecord) -> str:
+        return one_line(super().format(record))
 
 
 class JsonFormatter(logging.Formatter):
@@ -68,8 +105,9 @@ def setup(level: str, connector: str, settings: LogSettings, stream: TextIO | No
     if settings.format == "json":
         handler.setFormatter(JsonFormatter(connector))
     else:
-        handler.setFormatter(logging.Formatter(_TEXT_FORMAT))
+        handler.setFormatter(TextFormatter())
     handler.addFilter(SaslBytesWithheld())
+    handler.addFilter(RateLimit(RATE_LIMITED, RATE_LIMIT_INTERVAL_S))
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)
@@ -89,6 +127,59 @@ class SaslBytesWithheld(logging.Filter):
 
 def _is_sasl(value: object) -> bool:
     return type(value).__name__.startswith("SaslAuthenticate")
+
+
+class RateLimit(logging.Filter):
+    """At most one line per message template per `interval_s` for each logger under
+    `prefixes` (DEBUG lines pass: whoever asked for them wants them all).
+
+    The first line of a template passes and opens a window; the same template from the
+    same logger is withheld until the window ends; the first one after it passes with
+    "(N like it withheld in the last Xs)" appended and a `withheld` field, and opens the
+    next window. A window that no later line closes is not reported: a flood that stops
+    leaves its first line only. Templates, not formatted messages, are compared, so
+    "Unable connect to node 1" and "... node 2" count as one.
+    """
+
+    #: Windows remembered at most; the oldest are forgotten beyond it.
+    MAX_KEYS = 1000
+
+    def __init__(
+        self,
+        prefixes: tuple[str, ...],
+        interval_s: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        super().__init__()
+        self._prefixes = prefixes
+        self._interval_s = interval_s
+        self._clock = clock
+        self._windows: dict[tuple[str, str], tuple[float, int]] = {}
+
+    def _limited(self, record: logging.LogRecord) -> bool:
+        if record.levelno <= logging.DEBUG:
+            return False
+        name = record.name
+        return any(name == p or name.startswith(p + ".") for p in self._prefixes)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not self._limited(record):
+            return True
+        key = (record.name, str(record.msg))
+        now = self._clock()
+        window = self._windows.get(key)
+        if window is not None and now - window[0] < self._interval_s:
+            self._windows[key] = (window[0], window[1] + 1)
+            return False
+        if window is not None and window[1]:
+            withheld, since = window[1], now - window[0]
+            record.msg = f"{record.msg} ({withheld} like it withheld in the last {since:.0f}s)"
+            record.withheld = withheld
+        self._windows.pop(key, None)
+        self._windows[key] = (now, 0)
+        if len(self._windows) > self.MAX_KEYS:
+            del self._windows[next(iter(self._windows))]
+        return True
 
 
 def lag_from_metrics(connector: str) -> Callable[[], dict[TopicPartition, int]]:

@@ -13,6 +13,7 @@ import json
 import signal
 import subprocess
 import threading
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Mapping
@@ -20,11 +21,14 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 
 from connectors import Entry, WriteBatch
 from connectors.config.observability import HealthSettings
 from connectors.config.pipeline import resolve
+from connectors.config.settings import KafkaSettings
+from connectors.core.errors import FatalError
 from connectors.core.records import TopicPartition
 from connectors.observability.health import HealthServer, RunnerStatus
 from connectors.runtime.runner import Runner, run_until_stopped
@@ -333,11 +337,20 @@ class _Unreachable:
     group_id = "unreachable"
     commit_interval_s = 0.0
 
-    def __init__(self) -> None:
-        self.kafka_options = {"bootstrap_servers": f"127.0.0.1:{free_port()}"}
+    def __init__(
+        self,
+        partitions: set[TopicPartition] | None = None,
+        activity: tuple[str | None, float] = (None, 0.0),
+    ) -> None:
+        self.kafka = KafkaSettings(bootstrap_servers=f"127.0.0.1:{free_port()}")
+        self.partitions = {("orders", 0), ("orders", 1)} if partitions is None else partitions
+        self._activity = activity
+
+    def activity(self) -> tuple[str | None, float]:
+        return self._activity
 
     async def assignment(self) -> set[TopicPartition]:
-        return {("orders", 0), ("orders", 1)}
+        return set(self.partitions)
 
     async def writer_check(self) -> None:
         return None
@@ -361,6 +374,35 @@ def test_offsets_that_cannot_be_read_are_unhealthy() -> None:
         assert status == 503 and body["live"] is False, body
     finally:
         server.stop()
+
+
+def test_healthz_names_a_stage_running_too_long_even_with_no_partition() -> None:
+    """A batch stuck in one stage before any partition shows up in the assignment."""
+    began = time.monotonic() - 130.0
+    server = HealthServer(
+        _Unreachable(set(), ("transform", began)),
+        port=0,
+        host="127.0.0.1",
+        settings=HealthSettings(stuck_after_s=120, sample_interval_s=60, timeout_s=2),
+    )
+    server.start()
+    try:
+        status, body = http_get(f"http://127.0.0.1:{server.port}/healthz")
+    finally:
+        server.stop()
+    assert status == 503 and body["status"] == "unhealthy" and body["partitions"] == []
+    assert body["wedged"]["stage"] == "transform" and body["wedged"]["for_s"] >= 130.0, body
+
+
+def test_a_port_in_use_is_a_fatal_error_naming_metrics_port() -> None:
+    first = HealthServer(_Unreachable(), port=0, host="127.0.0.1")
+    first.start()
+    try:
+        second = HealthServer(_Unreachable(), port=first.port, host="127.0.0.1")
+        with pytest.raises(FatalError, match=f"^METRICS_PORT='{first.port}': .*already in use"):
+            second.start()
+    finally:
+        first.stop()
 
 
 def test_connector_run_serves_the_probes_and_logs_json_with_progress(

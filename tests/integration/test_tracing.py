@@ -23,9 +23,10 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind
 from prometheus_client.openmetrics.exposition import generate_latest
 
-from connectors import Problem, WriteBatch, metrics, tracing
+from connectors import Problem, WriteBatch
 from connectors.config.observability import TracingSettings
 from connectors.config.settings import load
+from connectors.observability import metrics, tracing
 from harness.kafka import KafkaBroker, create_topic, run_sync
 from tests.conftest import ROOT
 from tests.integration.test_health import RunningConnector, pipeline_env

@@ -1,11 +1,27 @@
-"""The consumer check's decision (`connectors.observability.health.judge`) as a pure function of
-committed and end offsets, the previous look, and time."""
+"""The decisions of `/healthz` (`connectors.observability.health.judge`) as pure functions of
+committed and end offsets, the previous look, the pipeline's activity and time; the consumer
+check over a fake pipeline; how broker errors reading offsets are judged."""
 
 from __future__ import annotations
 
-import pytest
+import asyncio
+from typing import Any
 
-from connectors.observability.health import Observation, PartitionHealth, judge
+import pytest
+from aiokafka import errors as kafka_errors
+
+from connectors.config.settings import KafkaSettings
+from connectors.core.records import TopicPartition
+from connectors.kafka.errors import Where
+from connectors.kafka.offsets import OffsetsUnavailable, unavailable
+from connectors.observability.health import (
+    ConsumerCheck,
+    Observation,
+    PartitionHealth,
+    Wedged,
+    judge,
+    wedged,
+)
 
 STUCK_AFTER = 60.0
 
@@ -56,7 +72,7 @@ def test_unmoved_while_behind_is_progressing_until_stuck_after_then_stuck() -> N
 
 
 def test_probing_often_does_not_make_a_slow_consumer_stuck() -> None:
-    """The seed compares with the previous check; here with the last move, so a probe
+    """Cloudflare's check compares with the previous check; here with the last move, so a probe
     every second sees the same thing as a probe every minute."""
     seen: Observation | None = None
     committed = 0
@@ -95,3 +111,128 @@ def test_partition_health_figures_and_verdict() -> None:
     assert PartitionHealth("t", 0, "idle", 5, 5).healthy
     assert PartitionHealth("t", 0, "progressing", None, 9).lag is None
     assert not PartitionHealth("t", 0, "offsets_unavailable", None, None).healthy
+
+
+# -- a stage running too long ---------------------------------------------------------------
+
+
+def test_idle_or_polling_is_never_wedged() -> None:
+    assert wedged((None, 0.0), 10_000.0, STUCK_AFTER) is None
+
+
+def test_a_stage_within_its_time_is_not_wedged_then_is() -> None:
+    assert wedged(("transform", 100.0), 100.0 + STUCK_AFTER - 0.1, STUCK_AFTER) is None
+    found = wedged(("transform", 100.0), 100.0 + STUCK_AFTER + 70.24, STUCK_AFTER)
+    assert found == Wedged("transform", STUCK_AFTER + 70.24)
+    assert found.as_dict() == {"stage": "transform", "for_s": 130.2}
+
+
+class FakeStatus:
+    """A pipeline as the health server sees it, with its activity set by the test."""
+
+    connector = "fake"
+    group_id = "fake"
+    commit_interval_s = 0.0
+    kafka = KafkaSettings()
+
+    def __init__(self, partitions: set[TopicPartition], activity: tuple[str | None, float]):
+        self.partitions = partitions
+        self.now_doing = activity
+
+    def activity(self) -> tuple[str | None, float]:
+        return self.now_doing
+
+    async def assignment(self) -> set[TopicPartition]:
+        return set(self.partitions)
+
+    async def writer_check(self) -> None:
+        return None
+
+
+class FakeOffsets:
+    def __init__(self, ends: dict[TopicPartition, int], error: OffsetsUnavailable | None = None):
+        self.ends = ends
+        self.error = error
+
+    async def fetch(
+        self, partitions: set[TopicPartition]
+    ) -> tuple[dict[TopicPartition, int | None], dict[TopicPartition, int]]:
+        if self.error is not None:
+            raise self.error
+        return {tp: self.ends[tp] for tp in partitions}, dict(self.ends)
+
+
+def check(status: FakeStatus, offsets: FakeOffsets, now: float) -> ConsumerCheck:
+    fake: Any = offsets
+    return ConsumerCheck(status, fake, STUCK_AFTER, STUCK_AFTER, clock=lambda: now)
+
+
+def test_a_transform_hung_before_any_partition_is_assigned_is_unhealthy() -> None:
+    """The first batch hangs in the transform: no partition, no offset, yet not healthy."""
+    status = FakeStatus(set(), ("transform", 0.0))
+    report = asyncio.run(check(status, FakeOffsets({}), 130.2).run())
+    assert report.partitions == ()
+    assert report.wedged == Wedged("transform", 130.2) and not report.healthy
+
+
+def test_a_wedged_stage_makes_idle_partitions_unhealthy_and_recovers() -> None:
+    status = FakeStatus({("t", 0)}, ("write", 0.0))
+    offsets = FakeOffsets({("t", 0): 10})
+    report = asyncio.run(check(status, offsets, STUCK_AFTER + 1).run())
+    assert [p.reason for p in report.partitions] == ["idle"]
+    assert report.wedged is not None and report.wedged.stage == "write" and not report.healthy
+
+    status.now_doing = (None, STUCK_AFTER + 1)
+    report = asyncio.run(check(status, offsets, STUCK_AFTER + 2).run())
+    assert report.wedged is None and report.healthy
+
+
+def test_offsets_refused_by_the_broker_are_reported_as_such() -> None:
+    refused = OffsetsUnavailable("read offsets for the health checks: not authorized", refused=True)
+    status = FakeStatus({("t", 0), ("t", 1)}, (None, 0.0))
+    report = asyncio.run(check(status, FakeOffsets({}, refused), 1.0).run())
+    assert [p.reason for p in report.partitions] == ["offsets_refused"] * 2
+    assert report.error == str(refused) and not report.healthy
+    transient = OffsetsUnavailable("read offsets: KafkaConnectionError")
+    report = asyncio.run(check(status, FakeOffsets({}, transient), 1.0).run())
+    assert [p.reason for p in report.partitions] == ["offsets_unavailable"] * 2
+
+
+# -- broker errors met reading offsets, through the one translation --------------------------
+
+WHERE = Where(
+    "read offsets for the health checks",
+    KafkaSettings(),
+    operation="DESCRIBE",
+    topics=("orders",),
+    group="billing",
+)
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        kafka_errors.KafkaConnectionError("no broker"),
+        kafka_errors.RequestTimedOutError(),
+        kafka_errors.NotCoordinatorForGroupError(),
+        kafka_errors.UnknownError(),
+        TimeoutError(),
+        OSError(111, "Connection refused"),
+    ],
+)
+def test_what_may_pass_with_time_makes_offsets_unavailable(error: Exception) -> None:
+    found = unavailable("read offsets", error, WHERE)
+    assert not found.refused
+    assert str(found).startswith(f"read offsets: {type(error).__name__}"), found
+
+
+def test_a_missing_describe_permission_refuses_offsets_with_the_one_line_message() -> None:
+    found = unavailable("read offsets", kafka_errors.TopicAuthorizationFailedError("orders"), WHERE)
+    assert found.refused
+    assert str(found) == (
+        "read offsets for the health checks: not authorized: DESCRIBE on topic 'orders' "
+        "denied to User:ANONYMOUS (TOPIC_AUTHORIZATION_FAILED)"
+    )
+    group = unavailable("read offsets", kafka_errors.GroupAuthorizationFailedError(), WHERE)
+    assert group.refused and "not authorized" in str(group) and "'billing'" in str(group)
+    assert "\n" not in str(group)

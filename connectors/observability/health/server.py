@@ -1,0 +1,274 @@
+"""`/metrics`, `/livez`, `/readyz` and `/healthz` over HTTP on METRICS_PORT.
+
+Why a thread and an event loop of its own: a transform that hogs the pipeline's loop, or a
+write that never returns, must not also silence the endpoints that would reveal it. The
+server, its Kafka clients and the offset sampler run apart from the pipeline and reach
+into it only through `PipelineStatus`, every call bounded by a timeout.
+
+Why separate Kafka clients: committed offsets are read with an admin client and end
+offsets with a consumer that has no group (`connectors.kafka.offsets`), so no probe ever
+joins, leaves or rebalances the group that the pipeline consumes in.
+
+Each answer is 200 when healthy and 503 when not, with a JSON body of figures.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import json
+import logging
+import socket
+import threading
+import time
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.exposition import choose_encoder
+
+from connectors.config.observability import HealthSettings
+from connectors.core.errors import FatalError
+from connectors.kafka.offsets import BrokerOffsets, OffsetsUnavailable
+from connectors.observability import metrics
+from connectors.observability.health.check import ConsumerCheck
+from connectors.observability.health.status import PipelineStatus
+
+__all__ = ["HealthServer", "cannot_listen"]
+
+_log = logging.getLogger("connectors.observability.health")
+_PHRASES = {
+    200: "OK",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    500: "Internal Server Error",
+    503: "Service Unavailable",
+}
+_ENDPOINTS = ("/metrics", "/livez", "/readyz", "/healthz")
+_JSON = "application/json"
+Answer = tuple[int, str, bytes]
+
+
+def _json(status: int, body: dict[str, Any]) -> Answer:
+    return status, _JSON, json.dumps(body, sort_keys=True).encode()
+
+
+def _parse_head(head: bytes) -> tuple[str, str, str]:
+    """(method, path, Accept header) of a request head; the query string is ignored."""
+    lines = head.decode("latin-1").split("\r\n")
+    parts = lines[0].split(" ")
+    method, target = (parts[0], parts[1]) if len(parts) >= 2 else ("", "")
+    accept = ""
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        if name.strip().lower() == "accept":
+            accept = value.strip()
+    return method.upper(), target.split("?", 1)[0], accept
+
+
+def cannot_listen(exc: Exception, host: str, port: int) -> FatalError:
+    """Why the server could not listen, as one line naming the variable to fix."""
+    where = f"cannot listen on {host}:{port}"
+    if isinstance(exc, socket.gaierror | ValueError):  # ValueError: bad IDNA, a NUL
+        reason = exc.strerror if isinstance(exc, socket.gaierror) else str(exc)
+        return FatalError(
+            f"METRICS_HOST={host!r}: {where}: not a host name or address this machine can "
+            f"resolve ({reason})"
+        )
+    code = exc.errno if isinstance(exc, OSError) else None
+    if code == errno.EADDRINUSE:
+        return FatalError(
+            f"METRICS_PORT={str(port)!r}: {where}: the port is already in use by another process"
+        )
+    if code == errno.EADDRNOTAVAIL:
+        return FatalError(
+            f"METRICS_HOST={host!r}: {where}: not an address of this machine "
+            f"(0.0.0.0 listens on every interface)"
+        )
+    if code == errno.EACCES:
+        return FatalError(
+            f"METRICS_PORT={str(port)!r}: {where}: permission denied (ports below 1024 need "
+            f"privileges)"
+        )
+    detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+    return FatalError(f"METRICS_HOST={host!r} METRICS_PORT={str(port)!r}: {where}: {detail}")
+
+
+class HealthServer:
+    """`/metrics` and the three probes, served from a thread of its own.
+
+    `start()` returns once the port is bound (port 0 picks a free one, for tests) and
+    raises a `FatalError` naming METRICS_HOST or METRICS_PORT otherwise; `stop()` closes
+    the server and its Kafka clients.
+    """
+
+    def __init__(
+        self,
+        status: PipelineStatus,
+        *,
+        port: int,
+        host: str = "0.0.0.0",  # noqa: S104 - probes and scrapers come from outside the pod
+        settings: HealthSettings | None = None,
+        registry: CollectorRegistry = metrics.REGISTRY,
+    ) -> None:
+        self._status = status
+        self._host = host
+        self._requested_port = port
+        self._settings = settings or HealthSettings.model_validate({})
+        self._registry = registry
+        self._stuck_after_s = max(self._settings.stuck_after_s, 2 * status.commit_interval_s)
+        self._thread: threading.Thread | None = None
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stopping: asyncio.Event | None = None
+        self._port = 0
+        self._offsets: BrokerOffsets | None = None
+        self._check: ConsumerCheck | None = None
+
+    @property
+    def port(self) -> int:
+        return self._port
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._serve, name="health-server", daemon=True)
+        self._thread.start()
+        if not self._ready.wait(timeout=30):
+            raise FatalError(
+                f"METRICS_HOST={self._host!r}: the health server did not listen within 30 s"
+            )
+        if self._error is not None:
+            raise self._error
+
+    def stop(self, timeout: float = 10.0) -> None:
+        loop, stopping, thread = self._loop, self._stopping, self._thread
+        if loop is not None and stopping is not None and not loop.is_closed():
+            with contextlib.suppress(RuntimeError):  # the loop finished meanwhile
+                loop.call_soon_threadsafe(stopping.set)
+        if thread is not None:
+            thread.join(timeout)
+
+    def _serve(self) -> None:
+        try:
+            asyncio.run(self._main())
+        except BaseException as exc:  # noqa: BLE001 - reported to start(), not lost in a thread
+            self._error = exc
+            self._ready.set()
+
+    async def _main(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stopping = asyncio.Event()
+        status, settings = self._status, self._settings
+        self._offsets = BrokerOffsets(
+            status.kafka, status.group_id, f"{status.connector}-health", settings.timeout_s
+        )
+        self._check = ConsumerCheck(
+            status, self._offsets, self._stuck_after_s, settings.stuck_after_s
+        )
+        try:
+            server = await asyncio.start_server(self._handle, self._host, self._requested_port)
+        except (OSError, ValueError) as exc:
+            self._error = cannot_listen(exc, self._host, self._requested_port)
+            self._ready.set()
+            return
+        self._port = int(server.sockets[0].getsockname()[1])
+        self._ready.set()
+        sampler = asyncio.create_task(self._sample(self._check, self._stopping))
+        try:
+            async with server:
+                await self._stopping.wait()
+        finally:
+            sampler.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sampler
+            await self._offsets.close()
+
+    async def _sample(self, check: ConsumerCheck, stopping: asyncio.Event) -> None:
+        """Refresh the offset gauges even when nobody probes: alerts are computed from them."""
+        while not stopping.is_set():
+            try:
+                await check.run()
+            except Exception:  # noqa: BLE001 - the sampler must outlive any one failure
+                _log.exception("offset sample failed")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopping.wait(), self._settings.sample_interval_s)
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), self._settings.timeout_s)
+            method, path, accept = _parse_head(head)
+            status, content_type, body = await self._respond(method, path, accept)
+            lines = (
+                f"HTTP/1.1 {status} {_PHRASES[status]}\r\n"
+                f"Content-Type: {content_type}\r\n"
+                f"Content-Length: {len(body)}\r\n"
+                "Cache-Control: no-store\r\n"
+                "Connection: close\r\n\r\n"
+            )
+            writer.write(lines.encode("latin-1") + (b"" if method == "HEAD" else body))
+            await writer.drain()
+        except (
+            asyncio.IncompleteReadError,
+            asyncio.LimitOverrunError,
+            TimeoutError,
+            ConnectionError,
+        ):
+            pass  # a client that went away or sent garbage gets nothing more
+        finally:
+            writer.close()
+            with contextlib.suppress(ConnectionError):
+                await writer.wait_closed()
+
+    async def _respond(self, method: str, path: str, accept: str) -> Answer:
+        if path not in _ENDPOINTS:
+            return _json(404, {"error": "not found", "endpoints": list(_ENDPOINTS)})
+        if method not in ("GET", "HEAD"):
+            return _json(405, {"error": f"{method} not allowed"})
+        try:
+            if path == "/metrics":
+                encoder, content_type = choose_encoder(accept)
+                return 200, content_type, encoder(self._registry)
+            if path == "/livez":
+                return await self._livez()
+            if path == "/readyz":
+                return await self._readyz()
+            return await self._healthz()
+        except Exception as exc:  # noqa: BLE001 - a probe answers 500, the server lives on
+            _log.exception("%s failed", path)
+            return _json(500, {"error": f"{type(exc).__name__}: {exc}"})
+
+    async def _livez(self) -> Answer:
+        assert self._offsets is not None  # noqa: S101 - set before the server listens
+        started = time.monotonic()
+        try:
+            await self._offsets.ping()
+        except OffsetsUnavailable as exc:
+            return _json(503, {"live": False, "error": str(exc)})
+        return _json(200, {"live": True, "broker_ms": round(1000 * (time.monotonic() - started))})
+
+    async def _readyz(self) -> Answer:
+        assigned = await self._status.assignment()
+        writer = "ok"
+        try:
+            await self._status.writer_check()
+        except TimeoutError:
+            writer = f"check did not answer within {self._settings.timeout_s:g}s"
+        except Exception as exc:  # noqa: BLE001 - any writer failure means "not ready"
+            writer = f"{type(exc).__name__}: {exc}"
+        ready = bool(assigned) and writer == "ok"
+        body = {"ready": ready, "assigned_partitions": len(assigned), "writer": writer}
+        return _json(200 if ready else 503, body)
+
+    async def _healthz(self) -> Answer:
+        assert self._check is not None  # noqa: S101 - set before the server listens
+        report = await self._check.run()
+        body = {
+            "status": "healthy" if report.healthy else "unhealthy",
+            "connector": self._status.connector,
+            "group": self._status.group_id,
+            "stuck_after_s": self._stuck_after_s,
+            "partitions": [p.as_dict() for p in report.partitions],
+            "error": report.error,
+            "wedged": None if report.wedged is None else report.wedged.as_dict(),
+        }
+        return _json(200 if report.healthy else 503, body)
