@@ -8,25 +8,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
-import json
 import logging
 import os
 import sys
 from collections.abc import Mapping, Sequence
 
-from google.protobuf.json_format import MessageToDict
-
-from connectors.cli import config_table, produce
+from connectors.cli import config_table, kv, produce
 from connectors.cli import dlq as replay
 from connectors.cli import new as scaffold
 from connectors.config.observability import HealthSettings
-from connectors.config.pipeline import Pipeline, resolve, type_pools
-from connectors.config.schemas import find_message_class
-from connectors.config.settings import RuntimeSettings, load
-from connectors.core.errors import ConfigError, ConnectorError, FatalError, Problem
-from connectors.core.registry import WRITERS
-from connectors.core.writer import KeyValueView
+from connectors.config.pipeline import Pipeline, resolve
+from connectors.core.errors import ConfigError, ConnectorError, FatalError
 from connectors.observability import alerts, health, logs, metrics, tracing
 from connectors.runtime.runner import Runner, run_until_stopped
 from connectors.runtime.shutdown import Watchdog
@@ -101,73 +93,6 @@ def _serve(
     return server
 
 
-def _kv_view(environ: Mapping[str, str]) -> KeyValueView:
-    plugin = WRITERS.get("kv")
-    problems: list[Problem] = []
-    settings = load(plugin.settings, environ, problems)
-    if problems or settings is None:
-        raise ConfigError(problems)
-    view: KeyValueView = plugin.open_view(settings)
-    return view
-
-
-def _renderer(type_name: str | None, environ: Mapping[str, str]) -> type | None:
-    if not type_name:
-        return None
-    problems: list[Problem] = []
-    runtime_env = {"TOPICS": "-", "CONNECTOR_NAME": "kv", **environ}
-    runtime = load(RuntimeSettings, runtime_env, problems)
-    pools = type_pools(runtime, problems) if runtime is not None else None
-    if pools is None:
-        raise ConfigError(problems)
-    cls = find_message_class(type_name, pools)
-    if cls is None:
-        raise ConfigError(
-            [Problem("--type", "a type in PROTO_DESCRIPTOR_SET or PROTO_MODULES", type_name)]
-        )
-    return cls
-
-
-def _row(key: bytes, value: bytes, render: type | None) -> str:
-    row: dict[str, object] = {
-        "key": key.decode("utf-8", "backslashreplace"),
-        "value_b64": base64.b64encode(value).decode(),
-    }
-    if render is not None:
-        message = render()
-        message.ParseFromString(value)
-        row["value"] = MessageToDict(message, preserving_proto_field_name=True)
-    return json.dumps(row, sort_keys=True)
-
-
-def cmd_kv_get(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
-    render = _renderer(args.type, environ)
-    view = _kv_view(environ)
-    try:
-        value = view.get(args.key.encode())
-    finally:
-        view.close()
-    if value is None:
-        print(f"not found: {args.key}", file=sys.stderr)
-        return EXIT_FATAL
-    if args.raw:
-        sys.stdout.buffer.write(value)
-    else:
-        print(_row(args.key.encode(), value, render))
-    return EXIT_OK
-
-
-def cmd_kv_dump(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
-    render = _renderer(args.type, environ)
-    view = _kv_view(environ)
-    try:
-        for key, value in view.items(args.limit):
-            print(_row(key, value, render))
-    finally:
-        view.close()
-    return EXIT_OK
-
-
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(
         prog="connector",
@@ -185,17 +110,7 @@ def parser() -> argparse.ArgumentParser:
     run.set_defaults(handler=cmd_run)
     alerts.add_parser(sub)
 
-    kv = sub.add_parser("kv", help="read the key-value store (KV_URL) back")
-    kv_sub = kv.add_subparsers(dest="kv_command", required=True)
-    get = kv_sub.add_parser("get", help="print one key's value as a JSON line")
-    get.add_argument("key")
-    get.add_argument("--raw", action="store_true", help="write the value's bytes to stdout")
-    get.add_argument("--type", help="protobuf type to render the value with")
-    get.set_defaults(handler=cmd_kv_get)
-    dump = kv_sub.add_parser("dump", help="print every entry as a JSON line, in key order")
-    dump.add_argument("--limit", type=int, default=None)
-    dump.add_argument("--type", help="protobuf type to render values with")
-    dump.set_defaults(handler=cmd_kv_dump)
+    kv.add_parser(sub)
     produce.add_parser(sub)
     replay.add_parser(sub)
     scaffold.add_parser(sub)
