@@ -138,6 +138,10 @@ MEANINGS: Mapping[str, str] = {
     "crash) can lose the last writes whose offsets were already committed: only for stores "
     "you can rebuild from the topic",
     "KV_KEY_PREFIX": "for several connectors sharing a store",
+    "KV_REPLAY_GUARD_KEYS": "LMDB keeps one position per partition; for the Kafka keys of "
+    "records it did not write (dead-lettered or dropped) it also remembers the newest offset "
+    "written since, up to this many keys, so that `connector dlq replay` never overwrites "
+    "newer data; a replayed key beyond the cap is judged by its partition's position alone",
 }
 
 SECRET_NOTE = "(secret: never printed)"  # noqa: S105 - a phrase, not a password
