@@ -10,9 +10,11 @@ what the variable does, where that takes more than the short text an error line 
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 from pydantic import SecretStr
 from pydantic.fields import FieldInfo
@@ -224,7 +226,33 @@ def text() -> str:
     )
 
 
+# The generated block of a Markdown file: what lies between these two comments is replaced.
+BLOCK = re.compile(r"(<!-- config-table:start[^\n]*-->\n)(.*?)(<!-- config-table:end -->)", re.S)
+
+
+def table_in(document: str) -> str | None:
+    """The table between the markers of `document`, or None without exactly one block."""
+    found = BLOCK.findall(document)
+    return str(found[0][1]) if len(found) == 1 else None
+
+
+def with_table(document: str) -> str:
+    """`document` with its generated block replaced by the current table."""
+    if table_in(document) is None:
+        raise ValueError("no single config-table:start/end block")
+    table = markdown()
+    return BLOCK.sub(lambda found: found.group(1) + table + found.group(3), document)
+
+
 def cmd_config(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    if args.readme is not None:
+        path = Path(args.readme)
+        try:
+            path.write_text(with_table(path.read_text()))
+        except (OSError, ValueError) as exc:
+            print(f"error: {path}: {exc}", file=sys.stderr)
+            return 1
+        return 0
     sys.stdout.write(markdown() if args.markdown else text())
     return 0
 
@@ -235,5 +263,10 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     )
     config.add_argument(
         "--markdown", action="store_true", help="as the README's configuration table"
+    )
+    config.add_argument(
+        "--readme",
+        metavar="FILE",
+        help="rewrite the Markdown table between FILE's config-table markers in place",
     )
     config.set_defaults(handler=cmd_config)

@@ -1,7 +1,7 @@
 """The README's configuration table is exactly what `connector config --markdown` prints.
 
 When this fails, regenerate the block between the `config-table` markers:
-`connector config --markdown`, pasted in place of the old table.
+`connector config --readme README.md`.
 """
 
 from __future__ import annotations
@@ -12,18 +12,19 @@ import re
 from contextlib import redirect_stdout
 from pathlib import Path
 
+import pytest
+
 from connectors.cli import config_table, main
 from connectors.config.settings import env_name
 
 README = Path(__file__).resolve().parents[2] / "README.md"
-BLOCK = re.compile(r"<!-- config-table:start[^\n]*-->\n(.*?)<!-- config-table:end -->", re.S)
 CELL_SEPARATOR = re.compile(r"(?<!\\)\|")
 
 
 def _readme_table() -> str:
-    found = BLOCK.findall(README.read_text())
-    assert len(found) == 1, "README.md needs one config-table:start/end block"
-    return str(found[0])
+    found = config_table.table_in(README.read_text())
+    assert found is not None, "README.md needs one config-table:start/end block"
+    return found
 
 
 def test_the_readme_table_is_the_generated_one() -> None:
@@ -36,7 +37,10 @@ def test_the_readme_table_is_the_generated_one() -> None:
             "connector config --markdown",
         )
     )
-    assert not diff, f"README.md's configuration table is stale; regenerate it:\n{diff}"
+    assert not diff, (
+        "README.md's configuration table is stale; regenerate it with "
+        f"`connector config --readme README.md`:\n{diff}"
+    )
 
 
 def test_the_command_prints_the_same_table() -> None:
@@ -45,6 +49,28 @@ def test_the_command_prints_the_same_table() -> None:
         code = main(["config", "--markdown"], environ={})
     assert code == 0
     assert out.getvalue() == config_table.markdown()
+
+
+def test_readme_rewrites_only_the_block(tmp_path: Path) -> None:
+    page = tmp_path / "page.md"
+    before, after = "# Title\n\ntext before\n\n", "\ntext after\n"
+    start = "<!-- config-table:start (generated) -->\n"
+    page.write_text(f"{before}{start}| old | table |\n<!-- config-table:end -->{after}")
+    assert main(["config", "--readme", str(page)], environ={}) == 0
+    written = page.read_text()
+    assert written == f"{before}{start}{config_table.markdown()}<!-- config-table:end -->{after}"
+    assert main(["config", "--readme", str(page)], environ={}) == 0
+    assert page.read_text() == written
+
+
+def test_readme_without_a_block_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    page = tmp_path / "page.md"
+    page.write_text("# no block here\n")
+    assert main(["config", "--readme", str(page)], environ={}) == 1
+    assert page.read_text() == "# no block here\n"
+    assert "no single config-table:start/end block" in capsys.readouterr().err
 
 
 def test_the_plain_listing_has_one_line_per_variable() -> None:
