@@ -578,7 +578,10 @@ class KafkaBroker(ServerProcess):
             "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
             "log.dirs": str(self.data_dir),
             "num.partitions": "1",
-            "auto.create.topics.enable": "true",
+            # As production clusters run: a topic exists because someone created it, so a
+            # client that would create one by naming it (a metadata request, a produce)
+            # fails here as it would there.
+            "auto.create.topics.enable": "false",
             "offsets.topic.replication.factor": "1",
             "transaction.state.log.replication.factor": "1",
             "transaction.state.log.min.isr": "1",

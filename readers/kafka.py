@@ -3,109 +3,77 @@
 Auto-commit is off: the runner commits explicit offsets after the writer succeeded. The
 rebalance listener awaits the runner's `on_revoke` before partitions are given away, so a
 batch in flight is written and committed by its owner and never half-committed by nobody.
+
+What it reads: committed records only (`KAFKA_ISOLATION_LEVEL=read_committed` by default,
+so records of aborted transactions never reach a writer), from topics that exist. A topic
+of `TOPICS` that does not exist is never created by the reader: it logs a WARNING naming
+`TOPICS` and the topic (again every minute), reads the other topics meanwhile, and joins
+the topic once someone created it, as a Kafka Connect sink task waits for its topics.
+
+Each batch carries the topic id (Kafka's incarnation of the name) of every topic in it, asked
+on each assignment and after each offset reset, so a topic deleted and created again is
+never mistaken for the old one. A position no longer in the log (records deleted by
+retention or `kafka-delete-records`) is reset by `KAFKA_AUTO_OFFSET_RESET` with a WARNING
+naming the partition and both positions, counted in `connector_offset_resets_total`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-import ssl
-from collections.abc import Mapping
+import time
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka import errors as kafka_errors
-from aiokafka.conn import create_conn
 
 from connectors import (
     Batch,
-    FatalError,
+    ConnectorError,
     KafkaSettings,
     OnRevoke,
     ReaderContext,
     ReaderPlugin,
     Record,
     RetriableError,
+    metrics,
 )
 from connectors import TopicPartition as TP
-from connectors.kafka import AUTHENTICATION, Where, client_options, principal, translate
+from connectors.kafka import (
+    LenientHeaders,
+    Where,
+    client_options,
+    describe_topics,
+    is_raw,
+    translate,
+)
+from connectors.kafka.bootstrap import diagnose
+from connectors.kafka.resets import PENDING as RESETS
 
 _log = logging.getLogger("connectors.readers.kafka")
 _new_tuple: Any = tuple.__new__
 
-_PROBE_TIMEOUT_MS = 10_000
-# TLS alerts by which a broker refuses the client certificate (mutual TLS).
-_CERTIFICATE_REFUSED = {
-    "TLSV13_ALERT_CERTIFICATE_REQUIRED",
-    "SSLV3_ALERT_BAD_CERTIFICATE",
-    "TLSV1_ALERT_UNKNOWN_CA",
-    "SSLV3_ALERT_CERTIFICATE_EXPIRED",
-    "SSLV3_ALERT_CERTIFICATE_UNKNOWN",
-    "TLSV1_ALERT_ACCESS_DENIED",
-}
-
-
-async def _connect_once(settings: KafkaSettings) -> BaseException | None:
-    """Why the bootstrap failed: aiokafka logs each broker's error but raises only
-    "Unable to bootstrap", so one connection of our own (same TLS and SASL) finds out."""
-    options = client_options(settings)
-    cause: BaseException | None = None
-    for server in settings.bootstrap_servers.split(","):
-        host, _, port = server.rpartition(":")
-        try:
-            conn = await create_conn(
-                host.strip("[]"),
-                int(port),
-                request_timeout_ms=_PROBE_TIMEOUT_MS,
-                ssl_context=options.get("ssl_context"),
-                security_protocol=settings.security_protocol,
-                sasl_mechanism=options.get("sasl_mechanism"),
-                sasl_plain_username=options.get("sasl_plain_username"),
-                sasl_plain_password=options.get("sasl_plain_password"),
-            )
-        except (OSError, TimeoutError, kafka_errors.KafkaError) as exc:
-            cause = exc
-        else:
-            conn.close()
-            return None
-    return cause
-
-
-def _unreachable(
-    exc: kafka_errors.KafkaError, cause: BaseException | None, settings: KafkaSettings
-) -> Exception:
-    """Bad credentials and an untrusted certificate will not heal by retrying: fatal."""
-    servers = settings.bootstrap_servers
-    if isinstance(cause, AUTHENTICATION):
-        detail = cause.args[0] if cause.args else cause.description
-        return FatalError(
-            f"kafka: authentication failed for {principal(settings)} with "
-            f"{settings.sasl_mechanism} at {servers}: {detail} (check KAFKA_SASL_USERNAME, "
-            f"KAFKA_SASL_PASSWORD and KAFKA_SASL_MECHANISM)"
-        )
-    if isinstance(cause, ssl.SSLCertVerificationError):
-        return FatalError(
-            f"kafka: TLS: the certificate of {servers} is not trusted: "
-            f"{cause.verify_message} (check KAFKA_SSL_CAFILE={settings.ssl_cafile or '(system)'}"
-            f" and KAFKA_SSL_CHECK_HOSTNAME)"
-        )
-    refusal = cause.__cause__ if cause is not None else None
-    if isinstance(refusal, ssl.SSLError) and refusal.reason in _CERTIFICATE_REFUSED:
-        return FatalError(
-            f"kafka: TLS: {servers} refused our client certificate ({refusal.reason}; check "
-            f"KAFKA_SSL_CERTFILE={settings.ssl_certfile or '(none)'} and KAFKA_SSL_KEYFILE)"
-        )
-    return RetriableError(f"kafka: {servers} unreachable: {cause or exc}")
+#: With BATCH_MAX_WAIT_MS=0 and nothing fetched yet, how long a poll waits for records:
+#: aiokafka answers a zero wait without ever yielding to the event loop, so its fetcher,
+#: the heartbeats and the signal handlers would never run.
+_IDLE_WAIT_MS = 100
+#: How often a topic of TOPICS that does not exist is looked for, and warned about, again.
+_MISSING_CHECK_S = 5.0
+_MISSING_WARNING_S = 60.0
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
-    def __init__(self, on_revoke: OnRevoke) -> None:
+    def __init__(self, on_revoke: OnRevoke, on_assign: Callable[[set[str]], Awaitable[None]]):
         self._on_revoke = on_revoke
+        self._on_assign = on_assign
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
         await self._on_revoke([(tp.topic, tp.partition) for tp in revoked])
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         _log.info("assigned %s", sorted(f"{tp.topic}[{tp.partition}]" for tp in assigned))
+        await self._on_assign({tp.topic for tp in assigned})
 
 
 class KafkaReader:
@@ -115,6 +83,13 @@ class KafkaReader:
         self._consumer: AIOKafkaConsumer | None = None
         self._group = settings.group_id or context.connector_name
         self._where = Where("kafka", settings, "READ", context.topics, self._group)
+        self._ids: dict[str, str] = {}
+        self._listener: _Listener | None = None
+        self._subscribed: set[str] = set()
+        self._missing: set[str] = set()
+        self._next_missing_check = 0.0
+        self._next_missing_warning = time.monotonic() + _MISSING_WARNING_S
+        self._lenient_seen = LenientHeaders.lenient
 
     @property
     def consumer(self) -> AIOKafkaConsumer:
@@ -124,41 +99,110 @@ class KafkaReader:
 
     async def start(self, on_revoke: OnRevoke) -> None:
         s = self._settings
-        self._consumer = AIOKafkaConsumer(
+        consumer = self._consumer = AIOKafkaConsumer(
             **client_options(s),
             group_id=self._group,
             group_instance_id=s.group_instance_id,
             client_id=s.client_id or self._context.connector_name,
             enable_auto_commit=False,
             auto_offset_reset=s.auto_offset_reset,
+            isolation_level=s.isolation_level,
             session_timeout_ms=s.session_timeout_ms,
             max_poll_interval_ms=s.max_poll_interval_ms,
             fetch_max_bytes=s.fetch_max_bytes,
             max_partition_fetch_bytes=s.max_partition_fetch_bytes,
             max_poll_records=self._context.batch_max_messages,
         )
-        self._consumer.subscribe(list(self._context.topics), listener=_Listener(on_revoke))
+        self._listener = _Listener(on_revoke, self._on_assign)
         try:
-            await self._consumer.start()
+            await consumer._client.bootstrap()  # noqa: SLF001 - to look for TOPICS first
+            await self._subscribe_existing(warn=True)
+            await consumer.start()
         except kafka_errors.KafkaConnectionError as exc:
-            await self._consumer.stop()
-            cause = await _connect_once(s)
-            raise _unreachable(exc, cause, s) from cause or exc
+            await consumer.stop()
+            raise await diagnose(exc, s) from exc
         except kafka_errors.KafkaError as exc:
-            await self._consumer.stop()
+            await consumer.stop()
             raise self._as_ours(exc) from exc
+        except BaseException:
+            await consumer.stop()
+            raise
+
+    async def _subscribe_existing(self, *, warn: bool) -> None:
+        """Subscribe to the topics of TOPICS that exist; warn about the others.
+
+        aiokafka would wait for a missing topic at start (40 s, then an error) and log an
+        ERROR for it ten times a second; a topic not subscribed to is only looked for again
+        every `_MISSING_CHECK_S`.
+        """
+        wanted = set(self._context.topics)
+        described = await self._describe(wanted)
+        for name, state in sorted(described.items()):
+            if state.error is not None and not state.missing:
+                raise self._as_ours(state.error(name))  # not authorized, invalid name, ...
+        missing = {name for name, state in described.items() if state.missing}
+        if warn:
+            for name in sorted(missing):
+                _log.warning(
+                    "TOPICS names %r, which does not exist: waiting for it to be created "
+                    "(a connector never creates the topics it reads; the other topics are "
+                    "read meanwhile)",
+                    name,
+                )
+        present = wanted - missing
+        if present != self._subscribed:
+            if self._subscribed:
+                _log.info("topics %s exist now: reading them", sorted(present - self._subscribed))
+            self.consumer.subscribe(sorted(present), listener=self._listener)
+            self._subscribed = present
+        self._missing = missing
 
     def _as_ours(self, exc: kafka_errors.KafkaError) -> Exception:
         return translate(exc, self._where)
 
-    async def batch(self) -> Batch:
+    async def _describe(self, topics: set[str]) -> dict[str, Any]:
+        client = self.consumer._client  # noqa: SLF001 - its connections, TLS and SASL
         try:
-            fetched = await self.consumer.getmany(
-                timeout_ms=self._context.batch_max_wait_ms,
-                max_records=self._context.batch_max_messages,
-            )
+            return (await describe_topics(client, sorted(topics))).topics
         except kafka_errors.KafkaError as exc:
             raise self._as_ours(exc) from exc
+
+    async def _on_assign(self, topics: set[str]) -> None:
+        """Ask the ids of the assigned topics again: one may have been re-created."""
+        try:
+            await self._refresh_ids(topics)
+        except ConnectorError as exc:  # asked again before the next batch is returned
+            _log.warning("topic ids of %s not known yet: %s", sorted(topics), exc)
+
+    async def _refresh_ids(self, topics: set[str]) -> None:
+        for name, state in (await self._describe(topics)).items():
+            if state.topic_id is None:
+                self._ids.pop(name, None)
+            else:
+                self._ids[name] = state.topic_id
+
+    async def _watch_missing(self) -> None:
+        """Look again for the topics of TOPICS that did not exist, now and then."""
+        now = time.monotonic()
+        if now < self._next_missing_check:
+            return
+        warn = now >= self._next_missing_warning
+        self._next_missing_check = now + _MISSING_CHECK_S
+        if warn:
+            self._next_missing_warning = now + _MISSING_WARNING_S
+        try:
+            await self._subscribe_existing(warn=warn)
+        except RetriableError as exc:
+            _log.debug("could not look for topics %s: %s", sorted(self._missing), exc)
+
+    async def batch(self) -> Batch:
+        if self._missing:
+            await self._watch_missing()
+        fetched = await self._fetch()
+        if LenientHeaders.lenient != self._lenient_seen:
+            self._name_raw_keys(fetched)
+        if RESETS:
+            self._report_resets()
         new = _new_tuple  # positional, without the named tuple's keyword handling
         records = [
             new(
@@ -168,7 +212,80 @@ class KafkaReader:
             for messages in fetched.values()
             for m in messages
         ]
-        return Batch(records)
+        if not records:
+            return Batch(records)
+        return Batch(records, await self._ids_of(fetched))
+
+    async def _fetch(self) -> dict[TopicPartition, list[Any]]:
+        consumer, wait = self.consumer, self._context.batch_max_wait_ms
+        most = self._context.batch_max_messages
+        if not self._subscribed:  # no topic of TOPICS exists yet: nothing to poll
+            await asyncio.sleep(max(wait, _IDLE_WAIT_MS) / 1000)
+            return {}
+        try:
+            fetched: dict[TopicPartition, list[Any]] = await consumer.getmany(
+                timeout_ms=wait, max_records=most
+            )
+            if not fetched and wait == 0:
+                fetched = await consumer.getmany(timeout_ms=_IDLE_WAIT_MS, max_records=most)
+        except kafka_errors.KafkaError as exc:
+            raise self._as_ours(exc) from exc
+        return fetched
+
+    async def _ids_of(self, fetched: dict[TopicPartition, list[Any]]) -> dict[str, str]:
+        """The id of every topic in `fetched`; when one cannot be known, the records are
+        given back (the positions rewound to them) and the poll is retried."""
+        topics = {tp.topic for tp in fetched}
+        if topics - self._ids.keys():
+            try:
+                await self._refresh_ids(topics - self._ids.keys())
+            except ConnectorError:
+                self._rewind(fetched)
+                raise
+            unknown = topics - self._ids.keys()
+            if unknown:
+                self._rewind(fetched)
+                raise RetriableError(f"kafka: no topic id for {sorted(unknown)} yet")
+        ids = self._ids
+        return {topic: ids[topic] for topic in topics}
+
+    def _rewind(self, fetched: dict[TopicPartition, list[Any]]) -> None:
+        for tp, messages in fetched.items():
+            try:
+                self.consumer.seek(tp, messages[0].offset)
+            except kafka_errors.IllegalStateError:
+                continue  # revoked meanwhile: its new owner starts from the commit
+
+    def _name_raw_keys(self, fetched: dict[TopicPartition, list[Any]]) -> None:
+        """Name each record whose header keys are not UTF-8 (read leniently, kept as
+        bytes): the partition is not blocked, but whoever produced it should know."""
+        self._lenient_seen = LenientHeaders.lenient
+        for messages in fetched.values():
+            for m in messages:
+                raw = [k.encode("utf-8", "surrogateescape") for k, _ in m.headers if is_raw(k)]
+                if raw:
+                    _log.warning(
+                        "%s[%d]@%d: header keys %s are not UTF-8; read and kept as their "
+                        "bytes",
+                        m.topic, m.partition, m.offset, ", ".join(map(repr, raw)),
+                    )  # fmt: skip
+
+    def _report_resets(self) -> None:
+        name, policy = self._context.connector_name, self._settings.auto_offset_reset
+        while RESETS:
+            topic, partition, old, new = RESETS.popleft()
+            if new >= old:
+                effect = f"{new - old} offsets skipped"
+            else:
+                effect = f"offsets {new} to {old - 1} are read again"
+            _log.warning(
+                "%s[%d]: position %d is no longer in the log (records deleted by retention "
+                "or kafka-delete-records, or the topic re-created): reset to %d by "
+                "KAFKA_AUTO_OFFSET_RESET=%s, %s",
+                topic, partition, old, new, policy, effect,
+            )  # fmt: skip
+            metrics.OFFSET_RESETS.labels(name, topic).inc()
+            self._ids.pop(topic, None)  # asked again: the topic may be a new one
 
     async def commit(self, offsets: Mapping[TP, int]) -> None:
         if not offsets:

@@ -60,7 +60,9 @@ def topic(kafka: KafkaBroker, unique: str) -> str:
 def connector_env(**overrides: str) -> dict[str, str]:
     """The environment a subprocess `connector` gets: PATH and friends plus `overrides`."""
     keep = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "TMPDIR")}
-    keep.update({"METRICS_PORT": "0", "LOG_LEVEL": "INFO"})
+    # The harness's brokers create no topic on their own, as production clusters: the
+    # dead-letter topic is created by the connector unless a test is about that topic.
+    keep.update({"METRICS_PORT": "0", "LOG_LEVEL": "INFO", "DLQ_CREATE": "true"})
     keep.update(overrides)
     return keep
 

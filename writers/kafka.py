@@ -13,10 +13,14 @@ topic checks) and `connector-source: <topic>/<partition>/<offset>/<n>` naming th
 retries never duplicate; a replay after a crash does produce the batch again (Kafka has no
 upsert), and `connector-source` is how a consumer recognises the repeat.
 
+Header keys that were not UTF-8 in the source record are produced as the bytes they were
+read from (`connectors.kafka.raw_headers`).
+
 Errors: a wrong type, raw bytes for a typed topic or an entry larger than a request is
-`PoisonError` for that record, checked before anything is sent; an unknown output topic at
-start is `FatalError`; every aiokafka error goes through `connectors.kafka.translate`, the
-table the reader and the dead-letter producer use too.
+`PoisonError` for that record, checked before anything is sent; an output topic that does
+not exist at start is `FatalError` at once (the writer never creates it); every aiokafka
+error goes through `connectors.kafka.translate`, the table the reader and the dead-letter
+producer use too.
 """
 
 from __future__ import annotations
@@ -45,7 +49,13 @@ from connectors import (
     host_ports,
     topic_name,
 )
-from connectors.kafka import MAX_REQUEST_BYTES, Where, idempotent_producer, translate
+from connectors.kafka import (
+    MAX_REQUEST_BYTES,
+    Where,
+    describe_topics,
+    idempotent_producer,
+    translate,
+)
 
 _log = logging.getLogger("connectors.writers.kafka")
 
@@ -115,10 +125,19 @@ class KafkaWriter:
             await producer.stop()
             raise translate(exc, self._where) from exc
         self._producer = producer
+        topic = s.output_topic
         try:
-            await producer.partitions_for(s.output_topic)
-        except kafka_errors.UnknownTopicOrPartitionError as exc:
-            raise FatalError(f"output topic {s.output_topic} does not exist") from exc
+            state = (await describe_topics(producer.client, [topic])).topics[topic]
+            if state.missing:
+                raise FatalError(
+                    f"output topic {topic!r} (KAFKA_OUTPUT_TOPIC) does not exist at "
+                    f"{s.servers}: the writer never creates it; create it first"
+                )
+            if state.error is not None:
+                raise state.error(topic)
+            if not state.allows("WRITE"):
+                raise kafka_errors.TopicAuthorizationFailedError(topic)
+            await producer.partitions_for(topic)
         except kafka_errors.KafkaError as exc:
             raise translate(exc, self._where) from exc
 

@@ -1,20 +1,40 @@
 """Every aiokafka import of the core: client options, the idempotent producer, the one
-translation of Kafka errors, dead letters on a topic, offsets read from the brokers.
+translation of Kafka errors, dead letters on a topic, offsets read from the brokers, topic
+metadata (ids and permissions) aiokafka does not ask for.
 
 The Kafka reader and writer plugins use this package too, so a broker fault means the
-same thing wherever it surfaces.
+same thing wherever it surfaces. Importing it installs `connectors.kafka.patches` (no topic
+created by naming it, header keys that are not UTF-8, FENCED_INSTANCE_ID), before any
+client of the process exists.
 """
 
-from connectors.kafka.errors import AUTHENTICATION, Where, principal, translate, verdict
-from connectors.kafka.options import client_options
-from connectors.kafka.producer import MAX_REQUEST_BYTES, idempotent_producer
+from connectors.kafka import patches
+
+patches.install()
+
+from connectors.kafka.errors import (  # noqa: E402 - after the patches, on purpose
+    AUTHENTICATION,
+    Where,
+    principal,
+    translate,
+    verdict,
+)
+from connectors.kafka.metadata import TopicState, describe_topics  # noqa: E402
+from connectors.kafka.options import client_options  # noqa: E402
+from connectors.kafka.producer import MAX_REQUEST_BYTES, idempotent_producer  # noqa: E402
+from connectors.kafka.raw_headers import Counter as LenientHeaders  # noqa: E402
+from connectors.kafka.raw_headers import is_raw  # noqa: E402
 
 __all__ = [
     "AUTHENTICATION",
     "MAX_REQUEST_BYTES",
+    "LenientHeaders",
+    "TopicState",
     "Where",
     "client_options",
+    "describe_topics",
     "idempotent_producer",
+    "is_raw",
     "principal",
     "translate",
     "verdict",

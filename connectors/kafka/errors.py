@@ -5,13 +5,16 @@ all call `translate`, so one broker fault is treated alike wherever it surfaces:
 
     aiokafka error                                         ours
     ─────────────────────────────────────────────────────  ──────────────────────────────
-    authentication (SASL, bad mechanism)                    FatalError  names the principal
+    authentication (SASL, bad mechanism, tokens)            FatalError  names the principal
     authorization (topic, group, cluster, transactional id) FatalError  names resource, the
                                                                         operation to grant, who
     configuration the broker refuses (session timeout, ...) FatalError  names the variable
-    fencing (another producer, another static member)       FatalError
+    a request the broker will never accept (bad request,    FatalError
+      unsupported version, transactions we do not use)
+    fencing (another producer, another static member)       FatalError  names
+                                                                        KAFKA_GROUP_INSTANCE_ID
     one record the broker will never take (too large,       PoisonError (stage given by the
-      corrupt, invalid timestamp)                                        caller)
+      corrupt, invalid timestamp, larger than a segment)                 caller)
     anything else: connection, timeouts, leader moves,      RetriableError
       coordinator changes, rebalances, unknown codes
 
@@ -19,6 +22,10 @@ Unknown codes retry rather than stop: a pipeline that retries commits nothing me
 (nothing lost), its health turns `stuck`, and `RETRY_MAX_ATTEMPTS` bounds it; a stop on a
 new transient code would page someone for a blip. aiokafka's own `retriable` flags are not
 used: they call a `KafkaTimeoutError` or a `RebalanceInProgressError` permanent.
+
+aiokafka has no class for FENCED_INSTANCE_ID (error 82): `connectors.kafka.patches` gives
+it one, and since aiokafka reports it from its heartbeat and join only as the text of a
+plain `KafkaError`, that text is recognised here too.
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ from aiokafka import errors as kafka_errors
 from connectors.config.settings import KafkaSettings
 from connectors.core.errors import ConnectorError, FatalError, PoisonError, RetriableError
 from connectors.core.records import Record
+from connectors.kafka.patches import FENCED_INSTANCE_ID, FencedInstanceIdError
 
 Verdict = Literal["retriable", "fatal", "poison"]
 
@@ -48,9 +56,20 @@ AUTHORIZATION: tuple[type[Exception], ...] = (
     kafka_errors.TransactionalIdAuthorizationFailed,
     kafka_errors.DelegationTokenAuthorizationFailed,
 )
+#: Refusals of delegation tokens and principals: the runtime uses neither, so none heals.
+_TOKENS: tuple[type[Exception], ...] = (
+    kafka_errors.DelegationTokenAuthDisabled,
+    kafka_errors.DelegationTokenNotFound,
+    kafka_errors.DelegationTokenOwnerMismatch,
+    kafka_errors.DelegationTokenRequestNotAllowed,
+    kafka_errors.DelegationTokenExpired,
+    kafka_errors.InvalidPrincipalType,
+)
 _FATAL: tuple[type[Exception], ...] = (
     *AUTHENTICATION,
     *AUTHORIZATION,
+    *_TOKENS,
+    FencedInstanceIdError,
     kafka_errors.UnsupportedVersionError,
     kafka_errors.UnrecognizedBrokerVersion,
     kafka_errors.IncompatibleBrokerVersion,
@@ -62,7 +81,15 @@ _FATAL: tuple[type[Exception], ...] = (
     kafka_errors.InvalidSessionTimeoutError,
     kafka_errors.InvalidTopicError,
     kafka_errors.InvalidGroupIdError,
+    kafka_errors.InconsistentGroupProtocolError,
+    kafka_errors.InvalidRequestError,
     kafka_errors.InvalidRequiredAcksError,
+    kafka_errors.InvalidCommitOffsetSizeError,
+    kafka_errors.OffsetMetadataTooLargeError,
+    kafka_errors.InvalidReplicationAssignmentError,
+    kafka_errors.TopicAlreadyExistsError,
+    kafka_errors.InvalidTxnState,
+    kafka_errors.InvalidTransactionTimeout,
     kafka_errors.InvalidReplicationFactorError,
     kafka_errors.InvalidPartitionsError,
     kafka_errors.PolicyViolationError,
@@ -76,6 +103,7 @@ _FATAL: tuple[type[Exception], ...] = (
 _POISON: tuple[type[Exception], ...] = (
     kafka_errors.MessageSizeTooLargeError,
     kafka_errors.RecordTooLargeError,
+    kafka_errors.RecordListTooLargeError,
     kafka_errors.CorruptRecordException,
     kafka_errors.InvalidTimestampError,
 )
@@ -85,16 +113,41 @@ _VARIABLE: dict[type[Exception], str] = {
     kafka_errors.InvalidSessionTimeoutError: "KAFKA_SESSION_TIMEOUT_MS",
     kafka_errors.InvalidTopicError: "TOPICS",
     kafka_errors.InvalidGroupIdError: "KAFKA_GROUP_ID",
+    kafka_errors.InconsistentGroupProtocolError: "KAFKA_GROUP_ID",
     kafka_errors.UnsupportedSaslMechanismError: "KAFKA_SASL_MECHANISM",
     kafka_errors.UnsupportedCodecError: "KAFKA_OUTPUT_COMPRESSION",
 }
 
 
+def fenced(exc: BaseException) -> bool:
+    """Whether `exc` says another member took our `group.instance.id`: the error itself
+    (from a commit), or aiokafka's plain `KafkaError` whose text names it (from a heartbeat
+    or a join)."""
+    if isinstance(exc, FencedInstanceIdError):
+        return True
+    if getattr(exc, "errno", None) == FENCED_INSTANCE_ID:
+        return True
+    if type(exc) is not kafka_errors.KafkaError:
+        return False
+    text = _text(exc)
+    return FencedInstanceIdError.__name__ in text or FencedInstanceIdError.message in text
+
+
+def _text(exc: BaseException) -> str:
+    """`str(exc)` on one line (some of aiokafka's texts are paragraphs), which aiokafka's
+    base classes cannot always render (no `errno`)."""
+    try:
+        return " ".join(str(exc).split())
+    except Exception:  # noqa: BLE001 - a message must not hide the error
+        return type(exc).__name__
+
+
 def verdict(exc: BaseException) -> Verdict:
-    """What an error means for the pipeline, from its class alone."""
+    """What an error means for the pipeline, from its class (and, for a fenced static
+    member, aiokafka's text) alone."""
     if isinstance(exc, _POISON):
         return "poison"
-    if isinstance(exc, _FATAL):
+    if isinstance(exc, _FATAL) or fenced(exc):
         return "fatal"
     return "retriable"
 
@@ -166,6 +219,16 @@ def _denied(exc: BaseException, where: Where) -> str:
     return f"{where.head}: not authorized: {resource} denied to {who} ({detail})"
 
 
+def _fenced(where: Where) -> str:
+    instance = where.settings.group_instance_id
+    return (
+        f"{where.head}: fenced: another process joined group {where.group!r} with the same "
+        f"KAFKA_GROUP_INSTANCE_ID={instance!r} (FENCED_INSTANCE_ID, error "
+        f"{FENCED_INSTANCE_ID}); this one stops: give each process its own "
+        f"KAFKA_GROUP_INSTANCE_ID (e.g. its pod name)"
+    )
+
+
 def translate(
     exc: BaseException,
     where: Where,
@@ -178,13 +241,15 @@ def translate(
     if isinstance(exc, ConnectorError):
         return exc
     kind = verdict(exc)
-    text = f"{type(exc).__name__}: {exc}"
+    text = f"{type(exc).__name__}: {_text(exc)}"
     if kind == "poison":
         return PoisonError(stage, f"{where.head}: the broker refuses this record: {text}", record)
     if kind == "retriable":
         return RetriableError(f"{where.head}: {text}")
     if isinstance(exc, AUTHORIZATION):
         return FatalError(_denied(exc, where))
+    if fenced(exc):
+        return FatalError(_fenced(where))
     if isinstance(exc, AUTHENTICATION):
         s = where.settings
         detail = exc.args[0] if exc.args else getattr(exc, "description", text)

@@ -156,3 +156,10 @@ WRITER_IN_FLIGHT = Gauge(
     ["connector", "writer"],
     registry=REGISTRY,
 )
+OFFSET_RESETS = Counter(
+    "connector_offset_resets",
+    "Times a partition's position was no longer in the log (records deleted by retention "
+    "or kafka-delete-records) and was reset by KAFKA_AUTO_OFFSET_RESET: records skipped.",
+    ["connector", "topic"],
+    registry=REGISTRY,
+)

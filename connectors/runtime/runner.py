@@ -77,7 +77,11 @@ class Runner:
             pipeline.writer_settings, WriterContext(connector_name=runtime.connector_name)
         )
         self.dead_letters: DeadLetterSink = dead_letters or KafkaDeadLetters(
-            pipeline.kafka, pipeline.dlq_topic, runtime.connector_name
+            pipeline.kafka,
+            pipeline.dlq_topic,
+            runtime.connector_name,
+            pipeline.dead_letter,
+            required=runtime.on_error == "dlq",
         )
         self._name = runtime.connector_name
         self._instruments = Instruments(runtime.connector_name, pipeline.writer.name)
