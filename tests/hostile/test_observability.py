@@ -50,6 +50,7 @@ def raw_env(kafka: KafkaBroker, name: str, topic: str, tmp: Path, **extra: str) 
         BATCH_MAX_MESSAGES="100",
         BATCH_MAX_WAIT_MS="100",
         PYTHONPATH=str(ROOT),
+        DLQ_CREATE="true",  # the test brokers create no topic by themselves
         **extra,
     )
 

@@ -116,6 +116,7 @@ def pipeline_env(
         "BATCH_MAX_WAIT_MS": "100",
         "RETRY_INITIAL_MS": "50",
         "RETRY_MAX_MS": "200",
+        "DLQ_CREATE": "true",  # the test brokers create no topic by themselves
         **extra,
     }
 
