@@ -59,6 +59,7 @@ def mixed_store(kafka: KafkaBroker, unique: str, tmp_path: Path) -> dict[bytes, 
         TOPICS=topic,
         TOPIC_SCHEMAS=f"{topic}=bytes",
         TRANSFORMS="",
+        ON_ERROR="fail",  # raw bytes are never poison: every value is stored as it came
         KAFKA_BOOTSTRAP_SERVERS=kafka.bootstrap,
         BATCH_MAX_WAIT_MS="100",
     )
