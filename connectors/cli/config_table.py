@@ -19,6 +19,7 @@ from pathlib import Path
 from pydantic import SecretStr
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
+from pydantic_settings import BaseSettings
 
 from connectors.config.observability import HealthSettings, LogSettings, TracingSettings
 from connectors.config.settings import (
@@ -26,7 +27,6 @@ from connectors.config.settings import (
     KafkaSettings,
     RetrySettings,
     RuntimeSettings,
-    Settings,
     ShutdownSettings,
     env_name,
 )
@@ -36,7 +36,7 @@ from connectors.core.registry import WRITERS
 # writers' variables (S3_, HTTP_, KAFKA_OUTPUT_) are documented in docs/writers.md.
 DEFAULT_WRITER = "kv"
 
-CORE_MODELS: tuple[type[Settings], ...] = (
+CORE_MODELS: tuple[type[BaseSettings], ...] = (
     RuntimeSettings,
     KafkaSettings,
     RetrySettings,
@@ -159,7 +159,7 @@ class Row:
     meaning: str
 
 
-def models() -> tuple[type[Settings], ...]:
+def models() -> tuple[type[BaseSettings], ...]:
     """The runtime's models, then the default writer's (found like any plugin)."""
     return (*CORE_MODELS, WRITERS.get(DEFAULT_WRITER).settings)
 

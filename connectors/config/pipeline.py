@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from google.protobuf import descriptor_pool
+from pydantic_settings import BaseSettings
 
 from connectors.config.observability import HealthSettings, LogSettings, TracingSettings
 from connectors.config.schemas import (
@@ -26,8 +27,8 @@ from connectors.config.settings import (
     KafkaSettings,
     RetrySettings,
     RuntimeSettings,
-    Settings,
     ShutdownSettings,
+    describe,
     load,
 )
 from connectors.core.errors import QUOTED_LIMIT, ConfigError, Problem, quoted
@@ -47,9 +48,9 @@ class Pipeline:
     runtime: RuntimeSettings
     kafka: KafkaSettings
     reader: ReaderPlugin
-    reader_settings: Settings
+    reader_settings: BaseSettings
     writer: WriterPlugin
-    writer_settings: Settings
+    writer_settings: BaseSettings
     schemas: TopicSchemas
     chain: Chain
     retry: RetrySettings
@@ -75,7 +76,7 @@ class Pipeline:
         """The resolved pipeline as `connector check` prints it; secrets masked."""
         lines = [
             f"connector: {self.name}",
-            f"reader:    {self.reader.name} ({self.reader_settings.describe()}, "
+            f"reader:    {self.reader.name} ({describe(self.reader_settings)}, "
             f"group {self.group_id})",
             "topics:",
         ]
@@ -83,7 +84,7 @@ class Pipeline:
             lines.append(f"  {topic} -> {schema.type_name}")
         chain = " -> ".join(self.chain.names) if self.chain.names else "(pass-through)"
         lines.append(f"transforms: {chain}")
-        lines.append(f"writer:    {self.writer.name} ({self.writer_settings.describe()})")
+        lines.append(f"writer:    {self.writer.name} ({describe(self.writer_settings)})")
         errors = (
             f"dead letters to {self.dlq_topic} (stop if more than "
             f"{self.dead_letter.max_ratio:.0%} of the last {self.dead_letter.window} records)"
@@ -116,7 +117,7 @@ def resolve(environ: Mapping[str, str]) -> Pipeline:
     _import("TRANSFORM_MODULES", runtime.transform_modules, problems)
     reader = _lookup(READERS, "READER", runtime.reader, problems)
     writer = _lookup(WRITERS, "WRITER", runtime.writer, problems)
-    reader_settings: Settings | None = None
+    reader_settings: BaseSettings | None = None
     if reader is not None:
         reader_settings = (
             kafka if reader.settings is KafkaSettings else load(reader.settings, environ, problems)

@@ -51,12 +51,18 @@ class Settings(BaseSettings):
 
     def describe(self) -> str:
         """`VARIABLE=value` pairs for `connector check`: secrets and URL passwords masked."""
-        parts = []
-        for name in type(self).model_fields:
-            value = getattr(self, name)
-            shown = "**********" if _is_secret(type(self), name) else mask_url(str(value))
-            parts.append(f"{env_name(type(self), name)}={shown}")
-        return " ".join(parts)
+        return describe(self)
+
+
+def describe(settings: BaseSettings) -> str:
+    """Any settings model (a plugin's too) as `VARIABLE=value` pairs, secrets masked."""
+    model = type(settings)
+    parts = []
+    for name in model.model_fields:
+        value = getattr(settings, name)
+        shown = "**********" if _is_secret(model, name) else mask_url(str(value))
+        parts.append(f"{env_name(model, name)}={shown}")
+    return " ".join(parts)
 
 
 class RuntimeSettings(Settings):

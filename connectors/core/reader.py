@@ -18,7 +18,8 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from connectors.config.settings import Settings
+from pydantic_settings import BaseSettings
+
 from connectors.core.records import Batch, TopicPartition
 
 OnRevoke = Callable[[list[TopicPartition]], Awaitable[None]]
@@ -62,5 +63,5 @@ class ReaderContext:
 @dataclass(frozen=True)
 class ReaderPlugin:
     name: str
-    settings: type[Settings]
+    settings: type[BaseSettings]
     build: Any  # Callable[[<settings>, ReaderContext], Reader]

@@ -22,7 +22,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
-from connectors.config.settings import Settings
+from pydantic_settings import BaseSettings
+
 from connectors.core.records import WriteBatch
 
 
@@ -92,12 +93,12 @@ class WriterPlugin:
     """How the runtime finds, configures and builds one kind of writer.
 
     `settings` is a pydantic-settings model with the writer's own env prefix; it is validated
-    with the rest of the environment before anything connects, and `Settings.describe`
-    renders it for `connector check` with secrets masked.
+    with the rest of the environment before anything connects, and `connector check` prints
+    it with secrets masked (`connectors.config.settings.describe`).
     """
 
     name: str
-    settings: type[Settings]
+    settings: type[BaseSettings]
     build: Any  # Callable[[<settings>, WriterContext], Writer]
     open_view: Any = None  # Callable[[<settings>], KeyValueView] | None
 
