@@ -3,7 +3,12 @@
 Reads the dead-letter topic with its own consumer group (`<CONNECTOR_NAME>.dlq-replay`), so
 a replay interrupted half-way resumes where it stopped and a finished one is not repeated.
 Each letter goes to its original topic (or `--to`), with its original key, value and
-headers; the `dlq.*` headers are dropped. Offsets are committed after the sends are acked.
+headers. Of the `dlq.*` headers, only the original position (`dlq.original.topic`,
+`.partition`, `.offset`) is kept: writers that order data by position (the KV writer)
+order a replayed record by where it was first read, so a dead letter replayed after newer
+data for its key was stored does not undo it. `--as-new` drops the position too, for
+letters that must overwrite whatever is stored. Offsets are committed after the sends are
+acked.
 """
 
 from __future__ import annotations
@@ -11,20 +16,36 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
 from connectors.config.settings import DeadLetterSettings, KafkaSettings, load
-from connectors.core.dead_letters import H_TOPIC, PREFIX
+from connectors.core.dead_letters import H_OFFSET, H_PARTITION, H_TOPIC, PREFIX
 from connectors.core.errors import ConfigError, FatalError, Problem
 from connectors.kafka import client_options, idempotent_producer
 
+#: The headers a replayed record keeps: where it was first read from.
+ORIGIN = frozenset((H_TOPIC, H_PARTITION, H_OFFSET))
+
+
+def replayed_headers(
+    headers: Sequence[tuple[str, bytes]], as_new: bool = False
+) -> list[tuple[str, bytes]]:
+    """A letter's headers without the dead-letter ones, except its original position."""
+    kept = frozenset() if as_new else ORIGIN
+    return [(k, v) for k, v in headers if not k.startswith(PREFIX) or k in kept]
+
 
 async def replay(
-    kafka: KafkaSettings, dlq_topic: str, group: str, to: str | None, limit: int | None
+    kafka: KafkaSettings,
+    dlq_topic: str,
+    group: str,
+    to: str | None,
+    limit: int | None,
+    as_new: bool = False,
 ) -> int:
     consumer = AIOKafkaConsumer(
         dlq_topic,
@@ -59,7 +80,7 @@ async def replay(
                         raise FatalError(
                             f"dead letter at offset {m.offset} names no original topic"
                         )
-                    own = [(k, v) for k, v in m.headers if not k.startswith(PREFIX)]
+                    own = replayed_headers(m.headers, as_new)
                     futures.append(
                         await producer.send(target, value=m.value, key=m.key, headers=own)
                     )
@@ -102,7 +123,9 @@ def cmd_replay(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         raise ConfigError(problems)
     topic = dlq.topic or f"{name}.dlq"
     try:
-        sent = asyncio.run(replay(kafka, topic, f"{name}.dlq-replay", args.to, args.limit))
+        sent = asyncio.run(
+            replay(kafka, topic, f"{name}.dlq-replay", args.to, args.limit, args.as_new)
+        )
     except KafkaError as exc:
         raise FatalError(f"kafka: {type(exc).__name__}: {exc}") from exc
     print(f"replayed {sent} dead letters from {topic}", file=sys.stderr)
@@ -117,4 +140,10 @@ def add_parser(subparsers: Any) -> None:
     )
     replay_cmd.add_argument("--to", help="topic to send them to instead of the original")
     replay_cmd.add_argument("--limit", type=int, help="send at most this many")
+    replay_cmd.add_argument(
+        "--as-new",
+        action="store_true",
+        help="drop the original position: the records overwrite what is stored for their "
+        "keys, even newer data",
+    )
     replay_cmd.set_defaults(handler=cmd_replay)

@@ -263,6 +263,7 @@ def http_env(kafka: KafkaBroker, url: str, topic: str, group: str, **extra: str)
             "BATCH_MAX_WAIT_MS": "100",
             "RETRY_INITIAL_MS": "20",
             "RETRY_MAX_MS": "200",
+            "DLQ_CREATE": "true",
             "PYTHONPATH": str(ROOT),
             **extra,
         }
@@ -378,3 +379,73 @@ def test_credentials_over_plain_http_are_refused_unless_allowed() -> None:
     assert allowed.header_pairs() == [("X-Api-Key", "k1")]
     plain = HTTPSettings(url="http://crm.internal/api", headers="X-Team: comms")  # type: ignore[arg-type]
     assert plain.header_pairs() == [("X-Team", "comms")]
+
+
+async def test_batch_mode_isolates_a_rejected_record_by_splitting_the_request(
+    sink: HttpSink,
+) -> None:
+    path = f"/bisect/{uuid.uuid4().hex[:8]}"
+    bad = base64.b64encode(b"bad").decode().encode()
+    sink.reject_when(path, lambda body: bad in body, Fault(status=400))
+    rows = [(0, o, b"k%d" % o, b"bad" if o == 57 else b"ok-%d" % o) for o in range(100)]
+    rows += [(1, o, b"j%d" % o, b"p1-%d" % o) for o in range(10)]
+    batch = make_batch("t", rows)
+    writer = http_writer(sink.url(path), batch_max_messages=100)
+    await writer.start()
+    with pytest.raises(PoisonError) as rejected:
+        await writer.write(batch)
+    assert rejected.value.record is batch.batch.records[57]
+    before = len(sink.received(path))
+    # The runner dead-letters it and writes the batch again without it.
+    rest = WriteBatch(
+        batch.batch,
+        tuple(e for e in batch.entries if e.source.offset != 57 or e.source.partition != 0),
+    )
+    await writer.write(rest)
+    await writer.close()
+
+    accepted = sink.accepted(path)
+    values = [d.value for d in delivered(accepted)]
+    assert sorted(values) == sorted(v for _, _, _, v in rows if v != b"bad")
+    assert len(values) == len(set(values)), "a record was delivered twice"
+    # Partition 0 arrived in offset order; only requests holding the record were refused.
+    assert [v for v in values if v.startswith(b"ok-")] == [
+        b"ok-%d" % o for o in range(100) if o != 57
+    ]
+    refused = [r for r in sink.received(path) if r.status == 400]
+    assert all(bad in r.body for r in refused)
+    assert len(refused) == 8  # 100 records: 7 halvings down to the one
+    # The second attempt sent only what had not been taken, under keys of its own.
+    again = sink.received(path)[before:]
+    assert again and all(r.status == 200 for r in again)
+    keys = [r.headers["idempotency-key"] for r in sink.received(path)]
+    bodies: dict[str, bytes] = {}
+    for request in sink.received(path):
+        key = request.headers["idempotency-key"]
+        assert bodies.setdefault(key, request.body) == request.body
+    assert "http-it:t:0:57-57" in keys
+
+
+async def test_a_retried_split_repeats_the_same_requests(sink: HttpSink) -> None:
+    path = f"/bisect-retry/{uuid.uuid4().hex[:8]}"
+    bad = base64.b64encode(b"bad").decode().encode()
+    sink.reject_when(path, lambda body: bad in body, Fault(status=422))
+    rows = [(0, o, b"k", b"bad" if o == 5 else b"ok-%d" % o) for o in range(8)]
+    batch = make_batch("t", rows)
+    writer = http_writer(sink.url(path))
+    await writer.start()
+    with pytest.raises(PoisonError):
+        await writer.write(batch)
+    first_keys = [r.headers["idempotency-key"] for r in sink.accepted(path)]
+    # The next request fails for a retriable reason; the retry finds the same requests.
+    sink.plan(path, Fault(status=503))
+    rest = WriteBatch(batch.batch, tuple(e for e in batch.entries if e.source.offset != 5))
+    with pytest.raises(RetriableError):
+        await writer.write(rest)
+    await writer.write(rest)
+    await writer.close()
+    keys = [r.headers["idempotency-key"] for r in sink.accepted(path)]
+    assert keys[: len(first_keys)] == first_keys == ["http-it:t:0:0-3", "http-it:t:0:4-4"]
+    assert keys[len(first_keys) :] == ["http-it:t:0:6-7"]
+    failed = [r for r in sink.received(path) if r.status == 503]
+    assert [r.headers["idempotency-key"] for r in failed] == ["http-it:t:0:6-7"]

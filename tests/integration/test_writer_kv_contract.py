@@ -9,7 +9,16 @@ from pathlib import Path
 
 import pytest
 
-from connectors import FatalError, RetriableError, WriteBatch, Writer, WriterContext
+from connectors import (
+    Batch,
+    Entry,
+    FatalError,
+    Record,
+    RetriableError,
+    WriteBatch,
+    Writer,
+    WriterContext,
+)
 from connectors.testing.conformance import Delivered, Target, WriterContract, make_batch
 from harness.ports import free_port
 from harness.redis import RedisServer
@@ -67,3 +76,60 @@ class TestRedisContract(WriterContract):
     async def failing_write(self, scenario: str) -> tuple[Writer, WriteBatch | None]:
         nobody = f"redis://127.0.0.1:{free_port()}/0"
         return KVTarget(KVSettings(url=nobody)).writer(), None
+
+
+# ----------------------------------------------------------------- Redis: hostile input
+
+
+def redis_settings(url: str) -> KVSettings:
+    return KVSettings(url=url, key_prefix=f"h-{uuid.uuid4().hex[:12]}:")
+
+
+async def stored(settings: KVSettings) -> dict[bytes, bytes]:
+    return {d.key: d.value for d in await KVTarget(settings).read() if d.key and d.value}
+
+
+def replayed(offset: int, key: bytes, value: bytes, first_at: int) -> WriteBatch:
+    headers = (
+        ("dlq.original.topic", b"t"),
+        ("dlq.original.partition", b"0"),
+        ("dlq.original.offset", str(first_at).encode()),
+    )
+    record = Record("t", 0, offset, key, value, headers)
+    return WriteBatch(Batch((record,)), (Entry(record, key, value),))
+
+
+async def test_redis_orders_a_replayed_dead_letter_by_its_first_position(
+    redis_server: RedisServer,
+) -> None:
+    settings = redis_settings(redis_server.url)
+    writer = KVTarget(settings).writer()
+    await writer.start()
+    await writer.write(make_batch("t", [(0, 1, b"K", b"v2-new"), (0, 2, b"L", b"l2")]))
+    await writer.write(replayed(3, b"K", b"v1-old", first_at=0))  # older: skipped
+    await writer.write(replayed(4, b"M", b"m1", first_at=0))  # nothing newer: applied
+    await writer.close()
+    assert await stored(settings) == {b"K": b"v2-new", b"L": b"l2", b"M": b"m1"}
+
+
+async def test_redis_keeps_a_recreated_topic_apart_from_the_old_one(
+    redis_server: RedisServer,
+) -> None:
+    settings = redis_settings(redis_server.url)
+    writer = KVTarget(settings).writer()
+    await writer.start()
+    old = make_batch("t", [(0, 50, b"K", b"old")])
+    await writer.write(WriteBatch(Batch(old.batch.records, {"t": "id-1"}), old.entries))
+    new = make_batch("t", [(0, 0, b"K", b"new")])
+    await writer.write(WriteBatch(Batch(new.batch.records, {"t": "id-2"}), new.entries))
+    await writer.close()
+    assert await stored(settings) == {b"K": b"new"}
+
+
+async def test_redis_takes_keys_longer_than_lmdb_allows(redis_server: RedisServer) -> None:
+    settings = redis_settings(redis_server.url)
+    writer = KVTarget(settings).writer()
+    await writer.start()
+    await writer.write(make_batch("t", [(0, 0, b"k" * 4096, b"v")]))
+    await writer.close()
+    assert await stored(settings) == {b"k" * 4096: b"v"}

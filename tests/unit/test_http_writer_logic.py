@@ -10,7 +10,7 @@ import pytest
 from connectors import Entry, Record
 from connectors.config.settings import load
 from connectors.core.errors import Problem
-from writers.http.sender import body, retry_after
+from writers.http.sender import body, plan, retry_after
 from writers.http.settings import HTTPSettings, mask_query, parse_headers
 
 
@@ -68,3 +68,21 @@ def test_retry_after_forms() -> None:
     assert retry_after(later, now=now.timestamp()) == 30.0
     assert retry_after("soon") is None
     assert retry_after(None) is None
+
+
+def test_requests_are_planned_by_record_and_cut_where_an_earlier_attempt_split() -> None:
+    def outputs(offset: int, count: int) -> list[Entry]:
+        record = Record("t", 0, offset, b"k", b"v")
+        return [Entry(record, b"k", b"%d" % n) for n in range(count)]
+
+    entries = [e for offset in range(10) for e in outputs(offset, 2 if offset == 3 else 1)]
+
+    def offsets(requests: list[list[Entry]]) -> list[list[int]]:
+        return [[e.source.offset for e in request] for request in requests]
+
+    # At most 4 entries a request; the two outputs of offset 3 travel together.
+    assert offsets(plan(entries, 4, set())) == [[0, 1, 2], [3, 3, 4, 5], [6, 7, 8, 9]]
+    # A record with more outputs than the cap goes alone.
+    assert offsets(plan(outputs(0, 5), 4, set())) == [[0] * 5]
+    # Cuts left by a split start new requests; the cap counts again from each.
+    assert offsets(plan(entries, 4, {2, 5})) == [[0, 1], [2, 3, 3, 4], [5, 6, 7, 8], [9]]

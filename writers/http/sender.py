@@ -17,12 +17,19 @@ too large; the requests of one partition go one after the other, in offset order
 Per-record mode (`HTTP_BATCH=false`) sends the records of one partition one after the
 other (other partitions in parallel, `HTTP_MAX_IN_FLIGHT` at most), so the receiver sees
 them in offset order; a rejected record stops its partition there and is named in the
-PoisonError, and the runner dead-letters it and writes the batch again without it. In
-batch mode a rejection covers a whole request, so the PoisonError names its first record:
-the runner dead-letters records one at a time until the receiver takes the rest.
+PoisonError, and the runner dead-letters it and writes the batch again without it.
+
+In batch mode a rejection covers a whole request. The writer then sends the request's
+records again in two halves, and halves of a rejected half, in offset order, until the
+rejected request holds one record: that record is named in the PoisonError; every other
+record was sent in a request the receiver took. The outputs of one record always travel in
+one request. The points where requests were split are kept while the runner writes the
+same batch again (without the rejected record), so the requests repeat exactly, each under
+its key, and those the receiver already took are not sent again.
 
 Idempotency key, sent in `HTTP_IDEMPOTENCY_HEADER` and the same on every replay:
-`<connector>:<topic>:<partition>:<first>-<last>` per request in batch mode, and
+`<connector>:<topic>:<partition>:<first>-<last>` per request in batch mode (the offsets of
+its first and last record: one key, one set of records), and
 `<connector>:<topic>:<partition>:<offset>` per record (`.<n>` for the n-th extra output of
 one record). A receiver that deduplicates on it sees each replay as a repeat.
 """
@@ -30,15 +37,19 @@ one record). A receiver that deduplicates on it sees each replay as a repeat.
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import itertools
 import json
 import logging
 import ssl
 import time
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import Iterator, Sequence
 from email.utils import parsedate_to_datetime
 
 from connectors import (
     TRACE_HEADERS,
+    Batch,
     ConnectorError,
     Entry,
     FatalError,
@@ -71,6 +82,28 @@ def body(entries: Sequence[Entry], fmt: str, as_array: bool) -> bytes:
     return json.dumps(docs if as_array else docs[0], separators=(",", ":")).encode()
 
 
+def record_groups(entries: Sequence[Entry]) -> Iterator[list[Entry]]:
+    """The entries of one partition, record by record (the outputs of a record are adjacent)."""
+    for _, group in itertools.groupby(entries, key=lambda e: e.source.offset):
+        yield list(group)
+
+
+def plan(entries: Sequence[Entry], size: int, cuts: set[int]) -> list[list[Entry]]:
+    """The requests for one partition's entries: at most `size` entries each (a record with
+    more outputs goes alone), a record's outputs never split, and a new request at each
+    offset in `cuts` (where an earlier attempt split a rejected request)."""
+    requests: list[list[Entry]] = []
+    current: list[Entry] = []
+    for group in record_groups(entries):
+        if current and (group[0].source.offset in cuts or len(current) + len(group) > size):
+            requests.append(current)
+            current = []
+        current.extend(group)
+    if current:
+        requests.append(current)
+    return requests
+
+
 def retry_after(value: str | None, now: float | None = None) -> float | None:
     """Seconds from a Retry-After header (delta-seconds or an HTTP date); None if absent
     or unreadable."""
@@ -94,6 +127,12 @@ class HttpWriter:
         self._client: httpx.AsyncClient | None = None
         self._slots = asyncio.Semaphore(settings.max_in_flight)
         self._last_failure: str | None = None
+        # What earlier attempts at the batch being written learnt: where rejected requests
+        # were split (per partition) and which requests the receiver took (key → body
+        # digest). Forgotten once the batch is written, or when another batch comes.
+        self._batch: Batch | None = None
+        self._cuts: dict[tuple[str, int], set[int]] = {}
+        self._taken: dict[str, bytes] = {}
 
     async def start(self) -> None:
         # httpx logs every request line at INFO, URL included (tokens travel in queries).
@@ -118,6 +157,9 @@ class HttpWriter:
         )
 
     async def write(self, batch: WriteBatch) -> None:
+        if batch.batch is not self._batch:
+            self._forget()
+            self._batch = batch.batch
         groups = batch.by_partition()
         if self._settings.batch:
             jobs = [self._in_requests(entries) for entries in groups.values()]
@@ -127,6 +169,12 @@ class HttpWriter:
         failures = [r for r in results if isinstance(r, BaseException)]
         if failures:
             raise worst(failures)
+        self._forget()
+
+    def _forget(self) -> None:
+        self._batch = None
+        self._cuts.clear()
+        self._taken.clear()
 
     def _stream(self, source: Record) -> str:
         return f"{self._context.connector_name}:{source.topic}:{source.partition}"
@@ -136,10 +184,36 @@ class HttpWriter:
         return f"{self._stream(first)}:{first.offset}-{last.offset}"
 
     async def _in_requests(self, entries: Sequence[Entry]) -> None:
-        size = self._settings.batch_max_messages
-        for start in range(0, len(entries), size):
-            chunk = entries[start : start + size]
-            await self._post(chunk, self._range_key(chunk), True)
+        first = entries[0].source
+        where = (first.topic, first.partition)
+        pending = deque(
+            (request, False)
+            for request in plan(
+                entries, self._settings.batch_max_messages, self._cuts.get(where, set())
+            )
+        )
+        while pending:
+            request, part = pending.popleft()
+            key = self._range_key(request)
+            try:
+                await self._post(request, key, True)
+            except PoisonError as exc:
+                groups = list(record_groups(request))
+                if len(groups) == 1:
+                    raise
+                # Split in halves, first half first: the receiver keeps seeing offset order.
+                half = len(groups) // 2
+                cuts = self._cuts.setdefault(where, set())
+                cuts.update((groups[0][0].source.offset, groups[half][0].source.offset))
+                if pending:
+                    cuts.add(pending[0][0][0].source.offset)
+                pending.appendleft((list(itertools.chain(*groups[half:])), True))
+                pending.appendleft((list(itertools.chain(*groups[:half])), True))
+                (_log.debug if part else _log.info)(
+                    "%s; sending its %d records again in smaller requests to find the rejected one",
+                    exc,
+                    len(groups),
+                )
 
     async def _one_by_one(self, entries: Sequence[Entry]) -> None:
         previous, n = None, 0
@@ -164,12 +238,16 @@ class HttpWriter:
                 if found is not None:
                     headers[name] = found.decode("latin-1")
         content = body(entries, s.format, as_array)
+        digest = hashlib.blake2b(content, digest_size=16).digest()
+        if self._taken.get(key) == digest:
+            return  # taken by the receiver in an earlier attempt at this batch
         async with self._slots:
             try:
                 response = await self._client.post(s.url, content=content, headers=headers)
             except httpx.HTTPError as exc:
                 raise self._transport_error(exc, key) from exc
         self._classify(response, entries, key)
+        self._taken[key] = digest
 
     def _transport_error(self, exc: httpx.HTTPError, key: str) -> ConnectorError:
         text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__

@@ -2,7 +2,9 @@
 
 Upsert by key, delete on a `Delete` output or a tombstone, one transaction (LMDB) or one
 MULTI/EXEC pipeline (Redis) per batch, and source positions kept with the data (per
-partition in LMDB, per key in Redis) so that replays are harmless.
+partition in LMDB, per key in Redis) so that replays are harmless: positions name a topic
+by its id as well when the reader knows it (a re-created topic starts afresh), and a
+dead letter sent back by `connector dlq replay` is ordered by where it was first read.
 The backend is chosen by `KV_URL`'s scheme.
 """
 

@@ -17,16 +17,30 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 import lmdb
 
-from connectors import Entry, FatalError, RetriableError, TopicPartition, WriteBatch
+from connectors import (
+    Entry,
+    FatalError,
+    PoisonError,
+    Record,
+    RetriableError,
+    TopicPartition,
+    WriteBatch,
+)
 from writers.kv import position
-from writers.kv.position import reject_keyless
+from writers.kv.position import fit, reject_keyless
+from writers.kv.replay_guard import Changes, ReplayGuard, unwritten
 from writers.kv.settings import KVSettings, lmdb_path
 
 _log = logging.getLogger("connectors.writers.kv")
+
+#: LMDB's key limit (MDB_MAXKEYSIZE) in the builds the lmdb package ships; the open
+#: environment's own figure replaces it.
+MAX_KEY_BYTES = 511
 
 
 def open_env(settings: KVSettings, readonly: bool = False) -> lmdb.Environment:
@@ -37,7 +51,7 @@ def open_env(settings: KVSettings, readonly: bool = False) -> lmdb.Environment:
         return lmdb.open(
             str(path),
             map_size=settings.map_size_mb * 1024 * 1024,
-            max_dbs=2,
+            max_dbs=3,
             sync=settings.sync,
             readonly=readonly,
             lock=True,
@@ -68,74 +82,177 @@ class LmdbStore:
         # connectors reading one topic into one store do not skip each other's records.
         self._scope = f"{connector_name}\x00{settings.key_prefix}\x00".encode()
         self._env: lmdb.Environment | None = None
+        self._max_key = MAX_KEY_BYTES
+        self._guard = ReplayGuard(fit(self._scope, 400), settings.replay_guard_keys)
 
     def _open(self) -> lmdb.Environment:
         if self._env is None:
-            self._env = open_env(self._settings)
-            self._data = self._env.open_db(b"data")
-            self._positions = self._env.open_db(b"positions")
+            env = open_env(self._settings)
+            self._data = env.open_db(b"data")
+            self._positions = env.open_db(b"positions")
+            self._guards = env.open_db(b"guards")
+            self._max_key = env.max_key_size()
+            with env.begin() as txn:
+                self._guard.load(txn, self._guards)
+            self._env = env
         return self._env
 
     async def start(self) -> None:
         self._open()
 
-    def apply(self, entries: list[Entry], upto: dict[TopicPartition, int]) -> None:
-        """Store `entries` and move each partition's position to `upto` (next offsets)."""
+    def _position_key(self, tp: TopicPartition, topic_ids: Mapping[str, str]) -> bytes:
+        return fit(self._scope + position.partition_key(tp, topic_ids), self._max_key)
+
+    def apply(self, batch: WriteBatch) -> None:
+        """Store the entries of `batch` and move each partition's position past it."""
         env = self._open()
-        scope, positions, data, prefix = self._scope, self._positions, self._data, self._prefix
+        upto, ids = batch.batch.next_offsets, batch.batch.topic_ids
         try:
             with env.begin(write=True) as txn:
                 stored = {
                     tp: position.decode_offset(
-                        txn.get(scope + position.partition_key(tp), db=positions)
+                        txn.get(self._position_key(tp, ids), db=self._positions)
                     )
                     for tp in upto
                 }
-                skipped = 0
-                for entry in entries:
-                    source = entry.source
-                    if source.offset <= stored[(source.topic, source.partition)]:
-                        skipped += 1  # already in the store: a replay
-                        continue
-                    key = prefix + (entry.key or b"")
-                    if entry.value is None:
-                        txn.delete(key, db=data)
-                    else:
-                        txn.put(key, entry.value, db=data)
+                changes = self._guard.begin(txn, self._guards)
+                skipped = self._put(txn, batch, stored, changes)
                 for tp, next_offset in upto.items():
                     if next_offset - 1 > stored[tp]:
                         txn.put(
-                            scope + position.partition_key(tp),
+                            self._position_key(tp, ids),
                             position.encode_offset(next_offset - 1),
-                            db=positions,
+                            db=self._positions,
                         )
-            if skipped:
-                _log.info(
-                    "%d of %d entries come from offsets the store already holds (%s); "
-                    "skipped as a replay",
-                    skipped,
-                    len(entries),
-                    ", ".join(f"{t}[{p}] up to {o}" for (t, p), o in sorted(stored.items())),
-                )
-        except lmdb.MapFullError as exc:
-            raise FatalError(
-                f"LMDB map is full at {self._settings.map_size_mb} MiB; raise KV_MAP_SIZE_MB"
-            ) from exc
+                changes.flush()
+            changes.committed()
         except lmdb.Error as exc:
-            path = Path(lmdb_path(self._settings.url))
-            free = free_bytes(path)
-            if "No space left" in str(exc) or (free is not None and free < LOW_SPACE_BYTES):
-                raise FatalError(
-                    f"LMDB store {path} cannot grow: its filesystem is full ({free} bytes "
-                    f"free; {exc}); free space or enlarge the volume, then restart"
-                ) from exc
-            raise RetriableError(f"LMDB write failed: {exc}") from exc
+            raise self._as_ours(exc) from exc
+        if skipped:
+            _log.info(
+                "%d of %d entries come from offsets the store already holds (%s); "
+                "skipped as a replay",
+                skipped,
+                len(batch.entries),
+                ", ".join(f"{t}[{p}] up to {o}" for (t, p), o in sorted(stored.items())),
+            )
+
+    def _put(
+        self,
+        txn: lmdb.Transaction,
+        batch: WriteBatch,
+        stored: dict[TopicPartition, int],
+        changes: Changes,
+    ) -> int:
+        """Put or delete every entry newer than the store; the number skipped as replays."""
+        ids = batch.batch.topic_ids
+        streams = {tp: position.stream(tp[0], tp[1], ids.get(tp[0])) for tp in stored}
+        for record in unwritten(batch.batch.records, batch.entries):
+            tp = (record.topic, record.partition)
+            if record.key is not None and record.offset > stored[tp]:
+                changes.unwritten(streams[tp], record.key)
+        watched = {tp for tp, name in streams.items() if changes.watches(name)}
+        data, prefix = self._data, self._prefix
+        skipped = 0
+        for entry in batch.entries:
+            source = entry.source
+            tp = (source.topic, source.partition)
+            if source.offset <= stored[tp]:
+                skipped += 1  # already in the store: a replay
+                continue
+            came = position.origin(source) if source.headers else None
+            if came is not None:
+                if not self._admit(txn, source, came, ids, changes):
+                    continue
+            elif watched and tp in watched and source.key is not None:
+                changes.wrote(streams[tp], source.key, source.offset)
+            key = prefix + (entry.key or b"")
+            try:
+                if entry.value is None:
+                    txn.delete(key, db=data)
+                else:
+                    txn.put(key, entry.value, db=data)
+            except lmdb.BadValsizeError:
+                # Empty keys were refused before: the key is longer than LMDB allows.
+                raise PoisonError("write", self._too_long(entry), source) from None
+        return skipped
+
+    def _admit(
+        self,
+        txn: lmdb.Transaction,
+        source: Record,
+        came: position.Origin,
+        ids: Mapping[str, str],
+        changes: Changes,
+    ) -> bool:
+        """Whether a replayed record is newer than what the store holds for its key.
+
+        The store remembers the newest offset written for each Kafka key it once did not
+        write: older than that, the replay is stale. A key it does not remember is judged by
+        the partition's position: one the store has not reached yet is newer; one it has
+        passed cannot be ordered, and is refused rather than risk undoing newer data."""
+        name = position.stream(came.topic, came.partition, ids.get(came.topic))
+        newest = None if source.key is None else changes.newest(name, source.key)
+        where = f"{source.topic}[{source.partition}]@{source.offset} (first read at {came})"
+        if newest is not None:
+            if newest > came.offset:
+                _log.info(
+                    "replayed record %s is older than offset %d of its key, which the store "
+                    "holds; skipped",
+                    where,
+                    newest,
+                )
+                return False
+            if source.key is not None:
+                changes.wrote(name, source.key, came.offset)
+            return True
+        held = position.decode_offset(
+            txn.get(self._position_key((came.topic, came.partition), ids), db=self._positions)
+        )
+        if came.offset > held:
+            return True
+        raise PoisonError(
+            "write",
+            f"replayed record {where} cannot be ordered against the store: it holds "
+            f"{came.topic}[{came.partition}] up to offset {held} and does not remember "
+            "this key, so newer data may exist; not applied (`connector dlq replay "
+            "--as-new` sends dead letters as new records)",
+            source,
+        )
+
+    def _too_long(self, entry: Entry) -> str:
+        size = len(entry.key or b"")
+        added = f" after KV_KEY_PREFIX's {len(self._prefix)}" if self._prefix else ""
+        return (
+            f"key of {size} bytes{added} is longer than LMDB's limit of {self._max_key} "
+            "bytes; the LMDB store cannot hold it"
+        )
+
+    def _as_ours(self, exc: lmdb.Error) -> Exception:
+        if isinstance(exc, lmdb.MapFullError):
+            return FatalError(
+                f"LMDB map is full at {self._settings.map_size_mb} MiB; raise KV_MAP_SIZE_MB"
+            )
+        if isinstance(exc, lmdb.BadValsizeError):
+            # Keys are checked before they are put; this is a size LMDB refuses that no
+            # retry will change.
+            return FatalError(f"LMDB refused a key or value size: {exc}")
+        path = Path(lmdb_path(self._settings.url))
+        free = free_bytes(path)
+        if "No space left" in str(exc) or (free is not None and free < LOW_SPACE_BYTES):
+            return FatalError(
+                f"LMDB store {path} cannot grow: its filesystem is full ({free} bytes "
+                f"free; {exc}); free space or enlarge the volume, then restart"
+            )
+        return RetriableError(f"LMDB write failed: {exc}")
 
     async def write(self, batch: WriteBatch) -> None:
         entries = list(batch.entries)
         reject_keyless(entries)
-        if entries:
-            await asyncio.to_thread(self.apply, entries, batch.batch.next_offsets)
+        # A batch without entries changes nothing, unless one of its records is of a key
+        # the store must remember from now on (a dead letter may be replayed).
+        if entries or self._guard.would_remember(batch.batch):
+            await asyncio.to_thread(self.apply, batch)
 
     async def check(self) -> None:
         env = self._open()

@@ -2,16 +2,18 @@
 
 Each entry runs a small Lua script that compares the stored position with the entry's and
 writes only when the entry is not older, so a replay never undoes newer data. Positions
-live in hashes under `POSITIONS_PREFIX + key`, out of the way of the data keys.
+live in hashes under `POSITIONS_PREFIX + key`, out of the way of the data keys. Keys may be
+as long as Redis allows (512 MB), so no key is too long here.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Any
 
-from connectors import FatalError, RetriableError, WriteBatch, mask_url
-from writers.kv.position import reject_keyless
+from connectors import Entry, FatalError, RetriableError, WriteBatch, mask_url
+from writers.kv.position import origin, reject_keyless, stream
 from writers.kv.settings import KVSettings
 
 try:
@@ -89,25 +91,42 @@ class RedisStore:
     async def write(self, batch: WriteBatch) -> None:
         if not batch.entries:
             return
-        reject_keyless(list(batch.entries))
+        entries = list(batch.entries)
+        reject_keyless(entries)
+        calls = self._calls(entries, batch.batch.topic_ids)
         try:
             async with self._client.pipeline(transaction=True) as pipe:
-                for entry in batch.entries:
-                    key = self._prefix + (entry.key or b"")
-                    source = entry.source
-                    await self._script(
-                        keys=[key, POSITIONS_PREFIX + key],
-                        args=[
-                            entry.value or b"",
-                            b"1" if entry.value is None else b"0",
-                            f"{source.topic}\x00{source.partition}".encode(),
-                            source.offset,
-                        ],
-                        client=pipe,
-                    )
+                for keys, args in calls:
+                    await self._script(keys=keys, args=args, client=pipe)
                 await pipe.execute()
         except redis_errors.RedisError as exc:
             raise _as_ours(exc, self._settings.url) from exc
+
+    def _calls(
+        self, entries: list[Entry], topic_ids: Mapping[str, str]
+    ) -> list[tuple[list[bytes], list[bytes | int]]]:
+        """The script's keys and arguments per entry: the position compared is the one the
+        record was read from, or, for a replayed dead letter, the one it was first read
+        from; a partition is named with its topic's id when the reader knows it."""
+        names: dict[tuple[str, int], bytes] = {}
+        calls: list[tuple[list[bytes], list[bytes | int]]] = []
+        for entry in entries:
+            source = entry.source
+            came = origin(source) if source.headers else None
+            topic, partition, offset = came if came is not None else source[:3]
+            name = names.get((topic, partition))
+            if name is None:
+                name = stream(topic, partition, topic_ids.get(topic)).encode()
+                names[(topic, partition)] = name
+            key = self._prefix + (entry.key or b"")
+            deleted = entry.value is None
+            calls.append(
+                (
+                    [key, POSITIONS_PREFIX + key],
+                    [entry.value or b"", b"1" if deleted else b"0", name, offset],
+                )
+            )
+        return calls
 
     async def check(self) -> None:
         try:

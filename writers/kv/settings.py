@@ -8,12 +8,14 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from connectors import Settings, mask_url
 
 DEFAULT_URL = "lmdb:./.local/kv"
+#: LMDB refuses keys longer than 511 bytes (MDB_MAXKEYSIZE); the prefix leaves room for keys.
+LMDB_PREFIX_MAX = 255
 
 
 class KVSettings(Settings):
@@ -29,7 +31,17 @@ class KVSettings(Settings):
         1024, ge=1, le=1_048_576, description="LMDB map size in MiB, 1-1048576"
     )
     sync: bool = Field(True, description="true or false (LMDB fsync on every commit)")
-    key_prefix: str = Field("", description="text put before every key")
+    key_prefix: str = Field(
+        "",
+        description=f"text put before every key (with lmdb: at most {LMDB_PREFIX_MAX} bytes)",
+    )
+    replay_guard_keys: int = Field(
+        100_000,
+        ge=0,
+        le=100_000_000,
+        description="an integer 0-100000000 (LMDB: Kafka keys of dead-lettered or dropped "
+        "records remembered so that a replay of them never overwrites newer data)",
+    )
 
     @field_validator("url")
     @classmethod
@@ -55,6 +67,16 @@ class KVSettings(Settings):
             raise ValueError(f"an lmdb: or redis:// URL, not scheme {shown}")
         return value
 
+    @model_validator(mode="after")
+    def _prefix_leaves_room(self) -> KVSettings:
+        size = len(self.key_prefix.encode())
+        if self.scheme == "lmdb" and size > LMDB_PREFIX_MAX:
+            raise ValueError(
+                f"KV_KEY_PREFIX is {size} bytes; an LMDB store allows at most "
+                f"{LMDB_PREFIX_MAX} (its keys, prefix included, are at most 511 bytes)"
+            )
+        return self
+
     @property
     def scheme(self) -> str:
         return self.url.split(":", 1)[0].lower()
@@ -62,7 +84,8 @@ class KVSettings(Settings):
     def describe(self) -> str:
         return (
             f"KV_URL={mask_url(self.url)} KV_MAP_SIZE_MB={self.map_size_mb} "
-            f"KV_SYNC={str(self.sync).lower()} KV_KEY_PREFIX={self.key_prefix!r}"
+            f"KV_SYNC={str(self.sync).lower()} KV_KEY_PREFIX={self.key_prefix!r} "
+            f"KV_REPLAY_GUARD_KEYS={self.replay_guard_keys}"
         )
 
 
