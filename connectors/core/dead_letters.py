@@ -45,13 +45,22 @@ class DeadLetter:
     def headers(self, connector: str) -> list[tuple[str, bytes]]:
         r = self.record
         own = [(k, v) for k, v in r.headers if not k.startswith(PREFIX)]
+        # A replayed dead letter that fails again keeps the position it was first read
+        # from: writers order it by that position, never by where it was replayed to.
+        first = {k: v for k, v in r.headers if k in (H_TOPIC, H_PARTITION, H_OFFSET)}
+        if len(first) < 3:
+            first = {
+                H_TOPIC: r.topic.encode(),
+                H_PARTITION: str(r.partition).encode(),
+                H_OFFSET: str(r.offset).encode(),
+            }
         return own + [
             (H_STAGE, self.stage.encode()),
             (H_ERROR_CLASS, self.error_class.encode()),
             (H_ERROR_MESSAGE, self.message[:4000].encode("utf-8", "replace")),
-            (H_TOPIC, r.topic.encode()),
-            (H_PARTITION, str(r.partition).encode()),
-            (H_OFFSET, str(r.offset).encode()),
+            (H_TOPIC, first[H_TOPIC]),
+            (H_PARTITION, first[H_PARTITION]),
+            (H_OFFSET, first[H_OFFSET]),
             (H_TIMESTAMP, str(r.timestamp_ms).encode()),
             (H_CONNECTOR, connector.encode()),
         ]
