@@ -27,6 +27,11 @@ CASES: list[tuple[str, dict[str, str], str]] = [
     ("descriptor set missing", {"PROTO_DESCRIPTOR_SET": "/nope.binpb"}, "PROTO_DESCRIPTOR_SET"),
     ("bad offset reset", {"KAFKA_AUTO_OFFSET_RESET": "sometimes"}, "KAFKA_AUTO_OFFSET_RESET"),
     ("bad wait", {"BATCH_MAX_WAIT_MS": "soon"}, "BATCH_MAX_WAIT_MS"),
+    ("topic pattern", {"TOPICS": "t.*", "TOPIC_SCHEMAS": "t.*=bytes"}, "TOPICS"),
+    ("bootstrap port", {"KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:99999"}, "KAFKA_BOOTSTRAP_SERVERS"),
+    ("metrics host", {"METRICS_HOST": "not a host"}, "METRICS_HOST"),
+    ("retry bounds", {"RETRY_INITIAL_MS": "10000", "RETRY_MAX_MS": "1"}, "RETRY_INITIAL_MS"),
+    ("lmdb store a file", {"KV_URL": f"lmdb:{__file__}"}, "KV_URL"),
 ]
 
 
