@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import threading
+import time
 
 import pytest
 
 from connectors import FatalError, Record
 from connectors.config.pipeline import Pipeline, resolve
-from connectors.runtime.runner import Runner
+from connectors.runtime.runner import Runner, run_until_stopped
+from connectors.runtime.shutdown import Watchdog
 from connectors.testing.fakes import MemoryDeadLetters, MemoryReader, MemoryWriter, retriable
 
 BASE = {
@@ -214,3 +219,195 @@ async def test_retrying_keeps_polling_paused_then_resumes() -> None:
     await run(runner)
     assert reader.keepalives >= 1 and reader.resumes == 1
     assert reader.commits == [{("raw", 0): 2}]
+
+
+# -- start: retried like everything else ---------------------------------------------------
+
+
+@pytest.mark.parametrize("component", ["writer", "dead_letters", "reader"])
+async def test_a_retriable_start_is_retried_then_the_run_goes_on(component: str) -> None:
+    down = [retriable("not up yet"), retriable("not up yet")]
+    reader = MemoryReader([records(0, 0, 2)], start_failures=down if component == "reader" else ())
+    writer = MemoryWriter(start_failures=down if component == "writer" else ())
+    letters = MemoryDeadLetters(start_failures=down if component == "dead_letters" else ())
+    await run(make_runner(pipeline(), reader, writer, letters=letters))
+    assert reader.commits == [{("raw", 0): 2}]
+    assert writer.events[-1] == "close"
+
+
+async def test_a_start_that_keeps_failing_stops_after_retry_max_attempts() -> None:
+    reader = MemoryReader([records(0, 0, 2)])
+    writer = MemoryWriter(start_failures=[retriable("redis down")] * 5)
+    with pytest.raises(FatalError, match=r"writer.start still failing after 3 attempts: redis"):
+        await run(make_runner(pipeline(RETRY_MAX_ATTEMPTS="3"), reader, writer))
+    assert reader.on_revoke is None and reader.commits == []
+    assert writer.events == ["start", "start", "start", "close"], "closed after a failed start"
+
+
+async def test_stop_while_waiting_for_a_start_ends_the_run_normally() -> None:
+    reader = MemoryReader([records(0, 0, 2)])
+    writer = MemoryWriter(start_failures=[retriable()] * 1000)
+    runner = make_runner(
+        pipeline(RETRY_INITIAL_MS="50", RETRY_MAX_MS="50"), reader, writer, until_caught_up=False
+    )
+    task = asyncio.create_task(runner.run())
+    while len(writer.start_failures) > 998:
+        await asyncio.sleep(0.005)
+    runner.stop()
+    await asyncio.wait_for(task, timeout=5)
+    assert reader.on_revoke is None and reader.commits == [] and writer.writes == []
+
+
+# -- what the runner is doing ----------------------------------------------------------------
+
+
+async def test_activity_names_each_stage_of_the_batch_in_flight_and_none_between() -> None:
+    seen: list[tuple[str, str | None]] = []
+    holder: list[Runner] = []
+
+    def look(where: str) -> None:
+        stage, since = holder[0].activity()
+        assert since <= time.monotonic()
+        seen.append((where, stage))
+
+    class Watched(MemoryReader):
+        async def batch(self):  # type: ignore[no-untyped-def]
+            look("poll")
+            return await super().batch()
+
+        async def commit(self, offsets):  # type: ignore[no-untyped-def]
+            look("commit")
+            await super().commit(offsets)
+
+    class Writer(MemoryWriter):
+        async def write(self, batch):  # type: ignore[no-untyped-def]
+            look("write")
+            await super().write(batch)
+
+    class Letters(MemoryDeadLetters):
+        async def send(self, letters):  # type: ignore[no-untyped-def]
+            look("dead_letter")
+            await super().send(letters)
+
+    pipe = pipeline(**EDGE)
+    bad = [Record("raw", 0, 0, b"k", b"\xff\xff")]
+    runner = make_runner(pipe, Watched([bad]), Writer(), letters=Letters())
+    holder.append(runner)
+    assert runner.activity()[0] is None
+    await run(runner)
+    assert seen == [
+        ("poll", None),
+        ("write", "write"),
+        ("dead_letter", "dead_letter"),
+        ("commit", "commit"),
+    ]
+    assert runner.activity()[0] is None
+
+
+async def test_activity_shows_the_transform_while_it_runs() -> None:
+    from dataclasses import replace
+
+    from connectors.core.transform import Chain
+
+    seen: list[str | None] = []
+    holder: list[Runner] = []
+
+    def watch(message: object, ctx: object) -> object:
+        seen.append(holder[0].activity()[0])
+        return message
+
+    pipe = replace(pipeline(), chain=Chain((("watch", watch),)))
+    runner = make_runner(pipe, MemoryReader([records(0, 0, 3)]), MemoryWriter())
+    holder.append(runner)
+    await run(runner)
+    assert seen == ["transform"] * 3, "one update per stage and batch, read per record here"
+
+
+# -- abandoning a batch -----------------------------------------------------------------------
+
+
+async def test_a_write_hung_past_the_grace_is_abandoned_uncommitted_without_an_error(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    class Hung(MemoryWriter):
+        async def write(self, batch):  # type: ignore[no-untyped-def]
+            self.events.append("hung")
+            await asyncio.Event().wait()
+
+    reader, writer = MemoryReader([records(0, 0, 2)]), Hung()
+    runner = make_runner(pipeline(), reader, writer, until_caught_up=False)
+    task = asyncio.create_task(run_until_stopped(runner, grace_s=0.1))
+    while "hung" not in writer.events:
+        await asyncio.sleep(0.005)
+    runner.stop()
+    await asyncio.wait_for(task, timeout=5)  # returns: no CancelledError, no exception
+    assert reader.commits == [] and reader.closed and writer.events[-1] == "close"
+    abandoned = [r.getMessage() for r in caplog.records if "abandoned" in r.getMessage()]
+    assert len(abandoned) == 1 and "(in write for" in abandoned[0], abandoned
+
+
+def test_the_watchdog_leaves_with_0_after_the_grace_when_the_loop_cannot_answer() -> None:
+    """The main thread is held (as by a hung transform): the stop request cannot run, so the
+    watchdog thread leaves, with exit code 0, once grace and margin have passed."""
+    left = threading.Event()
+    codes: list[int] = []
+    stops: list[int] = []
+
+    def leave(code: int) -> None:
+        codes.append(code)
+        left.set()
+
+    before = signal.getsignal(signal.SIGTERM)
+    loop = asyncio.new_event_loop()
+    watchdog = Watchdog(0.2, margin_s=0.1, leave=leave)
+    watchdog.install(lambda: stops.append(1), loop, lambda: ("transform", time.monotonic() - 5))
+    try:
+        signalled = time.monotonic()
+        os.kill(os.getpid(), signal.SIGTERM)
+        while not left.is_set() and time.monotonic() - signalled < 5:
+            pass  # busy, as a transform in a loop
+        took = time.monotonic() - signalled
+    finally:
+        watchdog.close()
+        loop.close()
+    assert codes == [0] and stops == [], "the loop never ran the stop request"
+    assert 0.3 <= took < 2.0, took
+    assert signal.getsignal(signal.SIGTERM) is before, "handlers restored"
+
+
+def test_the_watchdog_stands_down_when_the_process_leaves_in_time() -> None:
+    codes: list[int] = []
+    loop = asyncio.new_event_loop()
+    watchdog = Watchdog(0.1, margin_s=0.05, leave=codes.append)
+    watchdog.install(loop.stop, loop)
+    try:
+        os.kill(os.getpid(), signal.SIGTERM)
+        loop.run_forever()  # the stop request arrives through the loop and ends it
+    finally:
+        watchdog.close()
+        loop.close()
+    assert watchdog._thread is not None and not watchdog._thread.is_alive(), "stood down"
+    assert codes == []
+
+
+# -- metrics ---------------------------------------------------------------------------------
+
+
+async def test_metrics_are_recorded_per_batch_with_the_connector_labels() -> None:
+    from connectors.observability.metrics import REGISTRY
+
+    def value(name: str, **labels: str) -> float:
+        found = REGISTRY.get_sample_value(name, {"connector": "metered", **labels})
+        return found or 0.0
+
+    before = value("connector_stage_seconds_count", stage="write")
+    bad = Record("raw", 1, 0, b"k", b"\xff\xff")
+    reader = MemoryReader([records(0, 0, 3), [bad]])
+    env = {**EDGE, "CONNECTOR_NAME": "metered"}
+    letters = MemoryDeadLetters()
+    await run(make_runner(pipeline(**env), reader, MemoryWriter(), letters=letters))
+    assert value("connector_stage_seconds_count", stage="write") == before + 2
+    assert value("connector_records_in_total", topic="raw") >= 4
+    assert value("connector_commits_total") >= 2
+    assert value("connector_records_dead_lettered_total", topic="raw", reason="decode") >= 1
+    assert value("connector_last_commit_timestamp_seconds", topic="raw", partition="1") > 0
