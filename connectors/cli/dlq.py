@@ -57,49 +57,62 @@ async def replay(
     producer = idempotent_producer(kafka)
     await consumer.start()
     await producer.start()
-    sent = 0
     try:
-        partitions = {
-            TopicPartition(dlq_topic, p) for p in consumer.partitions_for_topic(dlq_topic) or ()
-        }
-        if not partitions:
-            return 0  # no dead-letter topic: nothing was ever dead-lettered
-        ends = await consumer.end_offsets(list(partitions))
-        while True:
-            if await _caught_up(consumer, ends):
-                break
-            fetched = await consumer.getmany(timeout_ms=500, max_records=500)
-            futures: list[Any] = []
-            for messages in fetched.values():
-                for m in messages:
-                    if limit is not None and sent + len(futures) >= limit:
-                        break
-                    headers = dict(m.headers)
-                    target = to or headers.get(H_TOPIC, b"").decode()
-                    if not target:
-                        raise FatalError(
-                            f"dead letter at offset {m.offset} names no original topic"
-                        )
-                    own = replayed_headers(m.headers, as_new)
-                    futures.append(
-                        await producer.send(target, value=m.value, key=m.key, headers=own)
-                    )
-            for future in futures:
-                await future
-            sent += len(futures)
-            positions = {
-                tp: messages[-1].offset + 1 for tp, messages in fetched.items() if messages
-            }
-            if limit is not None and sent >= limit:
-                positions = {}  # a partial batch: commit nothing, the rest is replayed later
-            if positions:
-                await consumer.commit(positions)
-            if limit is not None and sent >= limit:
-                break
+        return await _replay_all(consumer, producer, dlq_topic, to, limit, as_new)
     finally:
         await producer.stop()
         await consumer.stop()
+
+
+async def _replay_all(
+    consumer: AIOKafkaConsumer,
+    producer: Any,
+    dlq_topic: str,
+    to: str | None,
+    limit: int | None,
+    as_new: bool,
+) -> int:
+    """Replay up to the end offsets found at start; commit each fully sent fetch."""
+    partitions = {
+        TopicPartition(dlq_topic, p) for p in consumer.partitions_for_topic(dlq_topic) or ()
+    }
+    if not partitions:
+        return 0  # no dead-letter topic: nothing was ever dead-lettered
+    ends = await consumer.end_offsets(list(partitions))
+    sent = 0
+    while not await _caught_up(consumer, ends):
+        fetched = await consumer.getmany(timeout_ms=500, max_records=500)
+        room = None if limit is None else limit - sent
+        sent += await _send(producer, fetched, to, as_new, room)
+        if limit is not None and sent >= limit:
+            break  # a partial fetch: commit nothing, the rest is replayed later
+        positions = {tp: messages[-1].offset + 1 for tp, messages in fetched.items() if messages}
+        if positions:
+            await consumer.commit(positions)
     return sent
+
+
+async def _send(
+    producer: Any,
+    fetched: Mapping[TopicPartition, Sequence[Any]],
+    to: str | None,
+    as_new: bool,
+    room: int | None,
+) -> int:
+    """Send at most `room` letters of one fetch to their topics; return once all are acked."""
+    futures: list[Any] = []
+    for messages in fetched.values():
+        for m in messages:
+            if room is not None and len(futures) >= room:
+                break
+            target = to or dict(m.headers).get(H_TOPIC, b"").decode()
+            if not target:
+                raise FatalError(f"dead letter at offset {m.offset} names no original topic")
+            own = replayed_headers(m.headers, as_new)
+            futures.append(await producer.send(target, value=m.value, key=m.key, headers=own))
+    for future in futures:
+        await future
+    return len(futures)
 
 
 async def _caught_up(consumer: AIOKafkaConsumer, ends: Mapping[TopicPartition, int]) -> bool:
