@@ -165,26 +165,13 @@ class Runner:
         meter = self._instruments
         meter.read(batch)
         write_batch, letters = self._transform(batch, trace)
-        write_batch = trace.carry(write_batch)
-        meter.in_flight.set(len(write_batch.entries))
-        try:
-            with self._stage("write", trace, meter.write_seconds):
-                write_batch = await self._write(write_batch, letters)
-        finally:
-            meter.in_flight.set(0)
-        meter.entries_written.inc(len(write_batch.entries))
+        with self._stage("write", trace, meter.write_seconds):
+            written = await self._write(trace.carry(write_batch), letters)
+        meter.entries_written.inc(len(written.entries))
         meter.aged(batch)
         if letters:
-            if trace.active:
-                letters = [
-                    DeadLetter(trace.carry_record(d.record), d.stage, d.error_class, d.message)
-                    for d in letters
-                ]
             with self._stage("dead_letter", trace):
-                send = partial(self.dead_letters.send, letters)
-                await self._retry("dead_letter", send, keepalive=True)
-            for letter in letters:
-                meter.dead_lettered(letter.record.topic, letter.stage)
+                await self._dead_letter(letters, trace)
         offsets = batch.next_offsets
         with self._stage("commit", trace, meter.commit_seconds):
             await self._retry("commit", partial(self.reader.commit, offsets), keepalive=True)
@@ -206,23 +193,44 @@ class Runner:
 
     async def _write(self, write_batch: WriteBatch, letters: list[DeadLetter]) -> WriteBatch:
         """Write until it succeeds; records the writer rejects for good become dead letters
-        and the rest is written again without them."""
-        while True:
-            try:
-                await self._retry("write", partial(self.writer.write, write_batch), keepalive=True)
-            except PoisonError as exc:
-                if exc.record is None:
-                    raise FatalError(
-                        f"writer rejected a batch without naming a record: {exc}"
-                    ) from exc
-                rejected = _position(exc.record)
-                letters.append(self._poison(exc.record, exc))
-                write_batch = WriteBatch(
-                    write_batch.batch,
-                    tuple(e for e in write_batch.entries if _position(e.source) != rejected),
-                )
-                continue
-            return write_batch
+        and the rest is written again without them. Returns what was written."""
+        in_flight = self._instruments.in_flight
+        in_flight.set(len(write_batch.entries))
+        try:
+            while True:
+                try:
+                    write = partial(self.writer.write, write_batch)
+                    await self._retry("write", write, keepalive=True)
+                except PoisonError as exc:
+                    write_batch = self._without(write_batch, exc, letters)
+                    continue
+                return write_batch
+        finally:
+            in_flight.set(0)
+
+    def _without(
+        self, write_batch: WriteBatch, exc: PoisonError, letters: list[DeadLetter]
+    ) -> WriteBatch:
+        """`write_batch` without the entries of the record the writer rejected, which
+        joins `letters`."""
+        if exc.record is None:
+            raise FatalError(f"writer rejected a batch without naming a record: {exc}") from exc
+        rejected = _position(exc.record)
+        letters.append(self._poison(exc.record, exc))
+        return WriteBatch(
+            write_batch.batch,
+            tuple(e for e in write_batch.entries if _position(e.source) != rejected),
+        )
+
+    async def _dead_letter(self, letters: list[DeadLetter], trace: tracing.BatchTrace) -> None:
+        if trace.active:
+            letters = [
+                DeadLetter(trace.carry_record(d.record), d.stage, d.error_class, d.message)
+                for d in letters
+            ]
+        await self._retry("dead_letter", partial(self.dead_letters.send, letters), keepalive=True)
+        for letter in letters:
+            self._instruments.dead_lettered(letter.record.topic, letter.stage)
 
     def _transform(
         self, batch: Batch, trace: tracing.BatchTrace

@@ -156,3 +156,23 @@ async def test_stop_writes_and_commits_what_was_held() -> None:
     await asyncio.wait_for(task, timeout=5)
     assert [len(w.entries) for w in writer.writes] == [3]
     assert reader.commits == [{("raw", 0): 3}]
+
+
+def test_a_writer_declares_its_flush_policy_or_has_none() -> None:
+    from connectors.core.writer import Accumulating, flush_policy
+
+    class Plain:
+        async def start(self) -> None: ...
+
+        async def write(self, batch: object) -> None: ...
+
+        async def check(self) -> None: ...
+
+        async def close(self) -> None: ...
+
+    assert flush_policy(Plain()) is None and not isinstance(Plain(), Accumulating)
+    assert flush_policy(MemoryWriter()) is None
+    assert flush_policy(MemoryWriter(flush_policy=LARGE)) is LARGE
+    odd = MemoryWriter()
+    odd.flush_policy = "1 MiB"  # type: ignore[assignment]
+    assert flush_policy(odd) is None
