@@ -12,7 +12,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, cast
 
@@ -126,19 +126,26 @@ def end_offsets(
 
 
 def _kcat_command(
-    binary: str, bootstrap: str, topic: str, partition: int, properties: Mapping[str, str]
-) -> list[str]:
-    cmd = [
+    binary: str,
+    bootstrap: str,
+    topic: str,
+    partition: int,
+    properties: Mapping[str, str],
+    headers: Sequence[tuple[bytes, bytes]] = (),
+) -> list[str | bytes]:
+    cmd: list[str | bytes] = [
         binary, "-P", "-F", "/dev/null",  # ignore any ~/.config/kcat.conf
         "-b", bootstrap, "-t", topic, "-p", str(partition),
         "-D", RECORD_DELIMITER.decode("ascii"), "-K", KEY_DELIMITER.decode("ascii"),
     ]  # fmt: skip
     for name, value in properties.items():
         cmd += ["-X", f"{name}={value}"]
+    for h_key, h_value in headers:  # bytes: a key need not be UTF-8 (kcat -H $'\xff\xfe=v')
+        cmd += ["-H", h_key + b"=" + h_value]
     return cmd
 
 
-def _run_kcat(cmd: list[str], payload: list[bytes], timeout: float) -> None:
+def _run_kcat(cmd: list[str | bytes], payload: list[bytes], timeout: float) -> None:
     with tempfile.TemporaryDirectory(prefix="kcat-input-") as tmp:
         path = Path(tmp) / "records.bin"
         path.write_bytes(b"".join(payload))
@@ -164,10 +171,12 @@ def produce(
     timeout: float = 120.0,
     properties: Mapping[str, str] | None = None,
     executable: str = "kcat",
+    headers: Sequence[tuple[bytes, bytes]] = (),
 ) -> dict[int, int]:
     """Produce ``(partition, key, value)`` records with kcat, in order per partition.
 
-    Returns the log-end offset of every partition written, after checking that each
+    `headers` (raw bytes, keys included) are set on every record sent. Returns the
+    log-end offset of every partition written, after checking that each
     grew by exactly the number of records sent to it: kcat's exit code alone would not
     show a record silently lost or split. The check assumes nobody else writes to those
     partitions meanwhile. Raises ValueError, before sending anything, for a record
@@ -183,7 +192,7 @@ def produce(
     props.update(properties or {})
     before = end_offsets(bootstrap, topic, framed)
     for partition, payload in sorted(framed.items()):
-        cmd = _kcat_command(binary, bootstrap, topic, partition, props)
+        cmd = _kcat_command(binary, bootstrap, topic, partition, props, headers)
         _run_kcat(cmd, payload, timeout + 10.0)
     after = end_offsets(bootstrap, topic, framed)
     short = {

@@ -84,6 +84,7 @@ class KafkaReader:
         self._group = settings.group_id or context.connector_name
         self._where = Where("kafka", settings, "READ", context.topics, self._group)
         self._ids: dict[str, str] = {}
+        self._skipped: dict[TP, tuple[int, int]] = {}
         self._listener: _Listener | None = None
         self._subscribed: set[str] = set()
         self._missing: set[str] = set()
@@ -214,7 +215,22 @@ class KafkaReader:
         ]
         if not records:
             return Batch(records)
+        await self._note_skipped(fetched)
         return Batch(records, await self._ids_of(fetched))
+
+    async def _note_skipped(self, fetched: dict[TopicPartition, list[Any]]) -> None:
+        """Where a partition's position went past its last record (transaction markers,
+        aborted records, compacted gaps: offsets that hold nothing to deliver), remember
+        it, so committing that record's next offset commits the position instead: the
+        group's lag then reaches 0 and a restart does not fetch them again."""
+        for tp, messages in fetched.items():
+            after = messages[-1].offset + 1
+            try:
+                position = int(await self.consumer.position(tp))
+            except kafka_errors.IllegalStateError:
+                continue  # revoked meanwhile
+            if position > after:
+                self._skipped[(tp.topic, tp.partition)] = (after, position)
 
     async def _fetch(self) -> dict[TopicPartition, list[Any]]:
         consumer, wait = self.consumer, self._context.batch_max_wait_ms
@@ -290,8 +306,13 @@ class KafkaReader:
     async def commit(self, offsets: Mapping[TP, int]) -> None:
         if not offsets:
             return
+        skipped = self._skipped
+        through = {
+            TopicPartition(t, p): skipped[(t, p)][1] if skipped.get((t, p), (-1,))[0] == o else o
+            for (t, p), o in offsets.items()
+        }
         try:
-            await self.consumer.commit({TopicPartition(t, p): o for (t, p), o in offsets.items()})
+            await self.consumer.commit(through)
         except kafka_errors.CommitFailedError as exc:
             # The group moved on without us; the written batch is replayed by the new owner
             # and overwritten idempotently, so this loses nothing.

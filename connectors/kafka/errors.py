@@ -117,6 +117,14 @@ _VARIABLE: dict[type[Exception], str] = {
     kafka_errors.UnsupportedSaslMechanismError: "KAFKA_SASL_MECHANISM",
     kafka_errors.UnsupportedCodecError: "KAFKA_OUTPUT_COMPRESSION",
 }
+#: What the broker wants instead, where its refusal alone does not say.
+_HINT: dict[type[Exception], str] = {
+    kafka_errors.InvalidSessionTimeoutError: "it must lie between the broker's "
+    "group.min.session.timeout.ms and group.max.session.timeout.ms (6000 and 1800000 by "
+    "default)",
+    kafka_errors.InconsistentGroupProtocolError: "another application uses this consumer "
+    "group with another protocol; give the connector a group of its own",
+}
 
 
 def fenced(exc: BaseException) -> bool:
@@ -260,5 +268,22 @@ def translate(
         )
     variable = next((v for cls, v in _VARIABLE.items() if isinstance(exc, cls)), None)
     if variable is not None:
-        return FatalError(f"{where.head}: the broker refuses {variable}: {text}")
+        return FatalError(_refused(exc, where, variable, text))
     return FatalError(f"{where.head}: {text}")
+
+
+def _refused(exc: BaseException, where: Where, variable: str, text: str) -> str:
+    """`the broker refuses VARIABLE=value (error): what it wants instead`."""
+    field = variable.removeprefix("KAFKA_").lower()
+    value = getattr(where.settings, field, None)
+    if variable == "TOPICS" and where.topics:
+        value = ",".join(where.topics)
+    if variable == "KAFKA_GROUP_ID" and where.group:
+        value = where.group  # KAFKA_GROUP_ID, or CONNECTOR_NAME when it is unset
+    shown = f"{variable}={value!r}" if isinstance(value, str) else f"{variable}={value}"
+    hint = next((h for cls, h in _HINT.items() if isinstance(exc, cls)), None)
+    if value is None:
+        shown = variable
+    if hint is None:
+        return f"{where.head}: the broker refuses {shown} ({text})"
+    return f"{where.head}: the broker refuses {shown} ({type(exc).__name__}): {hint}"

@@ -1,4 +1,4 @@
-"""Four corrections to aiokafka 0.14, installed once when `connectors.kafka` is imported.
+"""Five corrections to aiokafka 0.14, installed once when `connectors.kafka` is imported.
 
 Every aiokafka client of the process is one of the runtime's, so each correction holds for
 all of them:
@@ -11,11 +11,13 @@ all of them:
   `DLQ_CREATE=true` says so (`connectors.kafka.dead_letters`).
 - **Header keys that are not UTF-8** are read and written byte for byte instead of
   crashing the fetcher (`connectors.kafka.raw_headers`).
-- **FENCED_INSTANCE_ID (error 82)** has a class: aiokafka maps the code to `UnknownError`,
-  so the member a second process with the same `KAFKA_GROUP_INSTANCE_ID` replaced saw an
-  anonymous error, retried, and took the partitions back, the two alternating forever.
-  With a class of its own the error (or aiokafka's text naming it) is fatal
-  (`connectors.kafka.errors`).
+- **A fenced static member knows it.** aiokafka's heartbeats do not name the member's
+  `group.instance.id`, so the member a second process with the same
+  `KAFKA_GROUP_INSTANCE_ID` replaced was told "unknown member", rejoined and took the
+  partitions back, the two alternating forever. Heartbeats name it
+  (`connectors.kafka.heartbeat`), the broker answers FENCED_INSTANCE_ID (error 82), which
+  gets a class of its own here (aiokafka maps the code to `UnknownError`), and the error
+  (or aiokafka's text naming it) is fatal (`connectors.kafka.errors`).
 - **Offset resets are reported** to the reader, which logs a WARNING and counts them
   (`connectors.kafka.resets`), instead of one INFO line.
 """
@@ -32,7 +34,7 @@ from aiokafka.producer import message_accumulator
 from aiokafka.producer import producer as kafka_producer
 from aiokafka.protocol.metadata import MetadataRequest
 
-from connectors.kafka import resets
+from connectors.kafka import heartbeat, resets
 from connectors.kafka.raw_headers import LenientBuilder, LenientRecords
 
 FENCED_INSTANCE_ID = 82
@@ -76,4 +78,5 @@ def install() -> None:
         builder_module.DefaultRecordBatchBuilder = LenientBuilder
     kafka_errors.kafka_errors.setdefault(FENCED_INSTANCE_ID, FencedInstanceIdError)
     resets.install()
+    heartbeat.install()
     _installed = True
