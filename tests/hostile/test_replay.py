@@ -6,7 +6,8 @@ a key with nothing newer (J = `j1-old`) is applied. Replayed records keep the po
 were first read from (`dlq.original.*`), and the KV writers order them by it: Redis per
 key, LMDB by the Kafka keys of records it did not write. When LMDB remembers no such key
 (`KV_REPLAY_GUARD_KEYS=0`) it cannot order the replay and dead-letters it again, with its
-first position kept, rather than overwrite.
+first position kept, rather than overwrite; `dlq replay --as-new` then sends it as a new
+record, which overwrites.
 """
 
 from __future__ import annotations
@@ -110,6 +111,11 @@ def test_a_replayed_dead_letter_never_overwrites_newer_data(
             (b"J", b"1"),
         ]
         assert all(dict(m.headers)["dlq.stage"] == b"write" for m in again)
+        # The operator's way out: send them as new records, which overwrite what is stored.
+        assert "replayed 2 dead letters" in run(env, "dlq", "replay", "--as-new")
+        run({**env, "FUSSY_FIXED": "1"}, "run", "--until-caught-up")
+        assert read_lmdb(tmp_path / "kv") == {b"K": b"v1-old", b"J": b"j1-old", b"X": b"x1"}
+        assert committed(kafka, name) == {(topic, 0): 8}
     else:
         assert stored[b"J"] == b"j1-old"
         assert len(letters) == 2

@@ -91,8 +91,8 @@ class HTTPSettings(Settings):
         500,
         ge=1,
         le=1_000_000,
-        description="an integer 1-1000000 (most records in one request; more are sent as "
-        "several requests in offset order)",
+        description="an integer 1-1000000 (most documents in one request; more are sent as "
+        "several requests in offset order, the outputs of one record always together)",
     )
     format: Literal["json", "ndjson"] = Field(
         "json", description="json (an array per batch) or ndjson (one document per line)"

@@ -151,7 +151,8 @@ class LmdbStore:
             tp = (record.topic, record.partition)
             if record.key is not None and record.offset > stored[tp]:
                 changes.unwritten(streams[tp], record.key)
-        watched = {tp for tp, name in streams.items() if changes.watches(name)}
+        remembered = {tp: changes.remembered(name) for tp, name in streams.items()}
+        watched = {tp: keys for tp, keys in remembered.items() if keys is not None}
         data, prefix = self._data, self._prefix
         skipped = 0
         for entry in batch.entries:
@@ -164,8 +165,10 @@ class LmdbStore:
             if came is not None:
                 if not self._admit(txn, source, came, ids, changes):
                     continue
-            elif watched and tp in watched and source.key is not None:
-                changes.wrote(streams[tp], source.key, source.offset)
+            elif watched and (keys := watched.get(tp)) is not None:
+                kafka_key = source.key
+                if kafka_key is not None and (kafka_key in keys[0] or kafka_key in keys[1]):
+                    changes.wrote(streams[tp], kafka_key, source.offset)
             key = prefix + (entry.key or b"")
             try:
                 if entry.value is None:

@@ -77,14 +77,12 @@ def origin(record: Record) -> Origin | None:
 
     Headers that name part of a position, or name it badly, make the record poison: it
     cannot be ordered against what the store holds."""
-    if not record.headers:
-        return None
-    found: dict[str, bytes] = {}
-    for key, value in record.headers:
+    for key, _ in record.headers:
         if key in _ORIGIN:
-            found[key] = value
-    if not found:
-        return None
+            break
+    else:
+        return None  # the usual record, checked without building anything
+    found = {key: value for key, value in record.headers if key in _ORIGIN}
     try:
         topic = found[ORIGIN_TOPIC].decode()
         partition = int(found[ORIGIN_PARTITION])

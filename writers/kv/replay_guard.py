@@ -25,7 +25,7 @@ import hashlib
 import logging
 import operator
 import struct
-from collections.abc import Iterator, Sequence
+from collections.abc import Container, Iterator, Sequence
 from typing import Any
 
 from connectors import Batch, Entry, Record
@@ -129,11 +129,16 @@ class Changes:
         self._guard, self._txn, self._db = guard, txn, db
         self._changed: dict[tuple[str, bytes], int] = {}
         self._added = 0
-        self._streams: set[str] = set()
+        self._streams: dict[str, set[bytes]] = {}
 
-    def watches(self, stream: str) -> bool:
-        """Whether `stream` has remembered keys, so that its writes must be noted."""
-        return stream in self._guard._known or stream in self._streams
+    def remembered(self, stream: str) -> tuple[Container[bytes], Container[bytes]] | None:
+        """The keys of `stream` remembered before and in this transaction, None when there
+        are none: only writes of those keys must be noted."""
+        before = self._guard._known.get(stream)
+        now = self._streams.get(stream)
+        if before is None and now is None:
+            return None
+        return (before or {}), (now or set())
 
     def newest(self, stream: str, kafka_key: bytes) -> int | None:
         """The newest offset of `kafka_key` written since it was remembered (-1: none),
@@ -147,7 +152,7 @@ class Changes:
         """A record of `kafka_key` produced nothing: remember the key from now on."""
         if self.newest(stream, kafka_key) is None and self._guard._room(self._added):
             self._changed[(stream, kafka_key)] = -1
-            self._streams.add(stream)
+            self._streams.setdefault(stream, set()).add(kafka_key)
             self._added += 1
 
     def wrote(self, stream: str, kafka_key: bytes, offset: int) -> None:
