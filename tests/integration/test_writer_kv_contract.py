@@ -133,3 +133,24 @@ async def test_redis_takes_keys_longer_than_lmdb_allows(redis_server: RedisServe
     await writer.write(make_batch("t", [(0, 0, b"k" * 4096, b"v")]))
     await writer.close()
     assert await stored(settings) == {b"k" * 4096: b"v"}
+
+
+async def test_redis_orders_a_replay_sent_to_another_topic_by_its_first_topic(
+    redis_server: RedisServer,
+) -> None:
+    settings = redis_settings(redis_server.url)
+    first = KVTarget(settings).writer()
+    await first.start()
+    newer = make_batch("t", [(0, 1, b"K", b"v2-new")])
+    await first.write(WriteBatch(Batch(newer.batch.records, {"t": "id-t"}), newer.entries))
+    await first.close()
+    # Another process, whose batch names only t.retry: t's id is not known to it.
+    second = KVTarget(settings).writer()
+    await second.start()
+    late = replayed(0, b"K", b"v1-old", first_at=0)
+    moved = late.batch.records[0]._replace(topic="t.retry")
+    await second.write(
+        WriteBatch(Batch((moved,), {"t.retry": "id-r"}), (Entry(moved, b"K", b"v1-old"),))
+    )
+    await second.close()
+    assert await stored(settings) == {b"K": b"v2-new"}

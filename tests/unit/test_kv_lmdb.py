@@ -318,9 +318,7 @@ async def test_a_replay_with_a_broken_position_is_poison(tmp_path: Path) -> None
     from connectors import PoisonError
 
     store = await store_at(tmp_path)
-    bad = Entry(
-        Record("t", 0, 0, b"K", b"v", (("dlq.original.topic", b"t"),)), b"K", b"v"
-    )
+    bad = Entry(Record("t", 0, 0, b"K", b"v", (("dlq.original.topic", b"t"),)), b"K", b"v")
     with pytest.raises(PoisonError, match="do not name a position"):
         await store.write(batch(bad))
     await store.close()
@@ -328,10 +326,25 @@ async def test_a_replay_with_a_broken_position_is_poison(tmp_path: Path) -> None
 
 async def test_remembered_keys_are_capped(tmp_path: Path) -> None:
     store = await store_at(tmp_path, replay_guard_keys="2")
-    await store.write(
-        dead_lettered(*(Record("t", 0, o, b"K%d" % o, b"v") for o in range(5)))
-    )
+    await store.write(dead_lettered(*(Record("t", 0, o, b"K%d" % o, b"v") for o in range(5))))
     await store.close()
     reopened = await store_at(tmp_path, replay_guard_keys="2")
     assert reopened._guard._count == 2
     await reopened.close()
+
+
+async def test_a_replay_sent_to_another_topic_is_ordered_by_its_first_topic(
+    tmp_path: Path,
+) -> None:
+    # `dlq replay --to t.retry`: the batch names t.retry's id only; the store knows t's.
+    store = await store_at(tmp_path)
+    gap = Record("t", 0, 0, b"K", b"v1-old")
+    await store.write(WriteBatch(Batch((gap,), {"t": "id-t"}), ()))
+    await store.close()
+    store = await store_at(tmp_path)  # what it learnt survives a restart
+    await store.write(incarnation("id-t", entry(0, 1, b"K", b"v2-new")))
+    late = replayed(0, b"K", b"v1-old", first_at=0)
+    moved = Entry(late.source._replace(topic="t.retry"), b"K", b"v1-old")
+    await store.write(WriteBatch(Batch((moved.source,), {"t.retry": "id-r"}), (moved,)))
+    await store.close()
+    assert view_at(tmp_path) == {b"K": b"v2-new"}

@@ -38,6 +38,10 @@ from writers.kv.settings import KVSettings, lmdb_path
 
 _log = logging.getLogger("connectors.writers.kv")
 
+#: After the scope, in the `positions` database: topic name → the id last seen for it
+#: (topic names never start with 0x01).
+TOPIC_ID = b"\x01topic-id\x00"
+
 #: LMDB's key limit (MDB_MAXKEYSIZE) in the builds the lmdb package ships; the open
 #: environment's own figure replaces it.
 MAX_KEY_BYTES = 511
@@ -84,6 +88,7 @@ class LmdbStore:
         self._env: lmdb.Environment | None = None
         self._max_key = MAX_KEY_BYTES
         self._guard = ReplayGuard(fit(self._scope, 400), settings.replay_guard_keys)
+        self._ids: dict[str, str] = {}  # topic name → the id last seen for it
 
     def _open(self) -> lmdb.Environment:
         if self._env is None:
@@ -125,7 +130,9 @@ class LmdbStore:
                             db=self._positions,
                         )
                 changes.flush()
+                learnt = self._note_ids(txn, ids)
             changes.committed()
+            self._ids.update(learnt)
         except lmdb.Error as exc:
             raise self._as_ours(exc) from exc
         if skipped:
@@ -136,6 +143,25 @@ class LmdbStore:
                 len(batch.entries),
                 ", ".join(f"{t}[{p}] up to {o}" for (t, p), o in sorted(stored.items())),
             )
+
+    def _topic_id_key(self, topic: str) -> bytes:
+        return fit(self._scope + TOPIC_ID + topic.encode(), self._max_key)
+
+    def _note_ids(self, txn: lmdb.Transaction, ids: Mapping[str, str]) -> dict[str, str]:
+        """Keep the id last seen for each topic name, for replayed records that arrive on
+        another topic (`dlq replay --to`) than the one they were first read from."""
+        learnt = {t: i for t, i in ids.items() if self._ids.get(t) != i}
+        for topic, topic_id in learnt.items():
+            txn.put(self._topic_id_key(topic), topic_id.encode(), db=self._positions)
+        return learnt
+
+    def _topic_id(self, txn: lmdb.Transaction, topic: str, ids: Mapping[str, str]) -> str | None:
+        found = ids.get(topic) or self._ids.get(topic)
+        if found is None:
+            raw = txn.get(self._topic_id_key(topic), db=self._positions)
+            if raw is not None:
+                found = self._ids[topic] = bytes(raw).decode()
+        return found
 
     def _put(
         self,
@@ -194,7 +220,8 @@ class LmdbStore:
         write: older than that, the replay is stale. A key it does not remember is judged by
         the partition's position: one the store has not reached yet is newer; one it has
         passed cannot be ordered, and is refused rather than risk undoing newer data."""
-        name = position.stream(came.topic, came.partition, ids.get(came.topic))
+        topic_id = self._topic_id(txn, came.topic, ids)
+        name = position.stream(came.topic, came.partition, topic_id)
         newest = None if source.key is None else changes.newest(name, source.key)
         where = f"{source.topic}[{source.partition}]@{source.offset} (first read at {came})"
         if newest is not None:
@@ -210,7 +237,12 @@ class LmdbStore:
                 changes.wrote(name, source.key, came.offset)
             return True
         held = position.decode_offset(
-            txn.get(self._position_key((came.topic, came.partition), ids), db=self._positions)
+            txn.get(
+                self._position_key(
+                    (came.topic, came.partition), {came.topic: topic_id} if topic_id else {}
+                ),
+                db=self._positions,
+            )
         )
         if came.offset > held:
             return True

@@ -27,9 +27,16 @@ except ImportError as exc:  # pragma: no cover - depends on the install
 
 POSITIONS_PREFIX = b"\xffpos:"
 
+# ARGV: value, deleted ('1'/'0'), partition name, offset, and '1' when the name lacks the
+# topic id the stored one may carry (a replayed record whose first topic was not in the
+# batch): then a stored "topic NUL partition NUL id" counts as the same partition.
 _UPSERT = """
 local stored = redis.call('HMGET', KEYS[2], 'tp', 'offset')
-if stored[1] == ARGV[3] and tonumber(stored[2]) > tonumber(ARGV[4]) then
+local same = stored[1] == ARGV[3]
+if not same and ARGV[5] == '1' and stored[1] then
+  same = string.sub(stored[1], 1, string.len(ARGV[3]) + 1) == ARGV[3] .. '\\0'
+end
+if same and tonumber(stored[2]) > tonumber(ARGV[4]) then
   return 0
 end
 if ARGV[2] == '1' then
@@ -84,6 +91,7 @@ class RedisStore:
         self._prefix = settings.key_prefix.encode()
         self._client: aioredis.Redis = aioredis.Redis.from_url(settings.url)
         self._script: Any = self._client.register_script(_UPSERT)
+        self._ids: dict[str, str] = {}  # topic name → the id last seen for it
 
     async def start(self) -> None:
         await self.check()
@@ -108,7 +116,8 @@ class RedisStore:
         """The script's keys and arguments per entry: the position compared is the one the
         record was read from, or, for a replayed dead letter, the one it was first read
         from; a partition is named with its topic's id when the reader knows it."""
-        names: dict[tuple[str, int], bytes] = {}
+        self._ids.update(topic_ids)
+        names: dict[tuple[str, int], tuple[bytes, bytes]] = {}
         calls: list[tuple[list[bytes], list[bytes | int]]] = []
         for entry in entries:
             source = entry.source
@@ -116,16 +125,13 @@ class RedisStore:
             topic, partition, offset = came if came is not None else source[:3]
             name = names.get((topic, partition))
             if name is None:
-                name = stream(topic, partition, topic_ids.get(topic)).encode()
+                topic_id = topic_ids.get(topic) or self._ids.get(topic)
+                name = (stream(topic, partition, topic_id).encode(), b"0" if topic_id else b"1")
                 names[(topic, partition)] = name
             key = self._prefix + (entry.key or b"")
-            deleted = entry.value is None
-            calls.append(
-                (
-                    [key, POSITIONS_PREFIX + key],
-                    [entry.value or b"", b"1" if deleted else b"0", name, offset],
-                )
-            )
+            deleted = b"1" if entry.value is None else b"0"
+            args: list[bytes | int] = [entry.value or b"", deleted, name[0], offset, name[1]]
+            calls.append(([key, POSITIONS_PREFIX + key], args))
         return calls
 
     async def check(self) -> None:
