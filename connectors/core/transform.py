@@ -107,6 +107,8 @@ def _as_bytes(value: Any) -> bytes | None:
 def _key_bytes(key: Any) -> bytes | None:
     """A `Put` or `Delete` key as stored; any other type than bytes, str or None is the
     transform's mistake, and its record is poison rather than a writer's crash."""
+    if type(key) is str:  # the usual key, checked first: this runs once per output
+        return key.encode()
     if key is None or type(key) is bytes:
         return key
     if isinstance(key, str):
