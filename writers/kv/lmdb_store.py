@@ -1,15 +1,20 @@
 """The embedded backend: LMDB, one write transaction per batch.
 
-Two named databases: `data` (key → value, what readers of the store see) and `positions`
-(per connector and partition: the last offset whose entries the store holds). A batch and
-its positions are applied in one transaction, so a crash leaves either all of it or none of
-it, and the store always holds exactly the records of each partition up to its position.
-A record at or below that position is already in the store: a replay of it (a crash before
-the Kafka commit, a rebalance) is skipped, so it can never undo newer data.
+Three named databases: `data` (key → value, what readers of the store see), `positions`
+(per connector and partition: the last offset whose entries the store holds; a partition is
+named with its topic's id when the reader knows it) and `guards` (see `replay_guard`). A
+batch and its positions are applied in one transaction, so a crash leaves either all of it
+or none of it, and the store always holds exactly the records of each partition up to its
+position. A record at or below that position is already in the store: a replay of it (a
+crash before the Kafka commit, a rebalance) is skipped, so it can never undo newer data.
+A dead letter sent back by `connector dlq replay` is judged by `replay_guard` instead.
 
 Why per partition and not per key: every put into a second, per-key tree dirties a second
 random page, which doubled the cost of a commit (bench/RESULTS.md). Per partition it is one
 get and one put per partition and batch.
+
+A key LMDB cannot hold (over 511 bytes, KV_KEY_PREFIX included) makes its record poison at
+the write stage; the runner dead-letters it and writes the rest again.
 """
 
 from __future__ import annotations
