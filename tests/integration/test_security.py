@@ -9,6 +9,7 @@ topics prefixed `readable-` and groups prefixed `ok-`, and each test grants the 
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import re
 import secrets
@@ -19,6 +20,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 import redis
@@ -59,6 +61,11 @@ REDIS_PASSWORD = secret("redis-pw")
 WRONG_REDIS_PASSWORD = secret("bad-redis-pw")
 WRONG_S3_SECRET = secret("bad-s3-key")
 HTTP_TOKEN = secret("http-token")
+# Every character a URL reserves, '%', a space and a non-ASCII letter, between plain parts:
+# a mask that stops at any of them shows the part before or after it.
+URL_RESERVED = ":/?#[]@!$&'()*+,;=% é"
+RESERVED_PASSWORD = f"{secret('rsv-pw')}{URL_RESERVED}{secrets.token_hex(5)}"
+WRONG_RESERVED_PASSWORD = f"{secret('bad-rsv-pw')}{URL_RESERVED}{secrets.token_hex(5)}"
 
 # Bounds for a refusal: one attempt, no backoff loop. A retry storm shows as many more log
 # lines (each attempt logs), a "retrying" line, or a run until the subprocess timeout.
@@ -369,8 +376,25 @@ def sink() -> Iterator[HttpSink]:
         yield server
 
 
+@pytest.fixture(scope="module")
+def redis_with_reserved_password() -> Iterator[RedisServer]:
+    server = RedisServer()
+    server.start()
+    try:
+        client = redis.Redis(host="127.0.0.1", port=server.port)
+        client.config_set("requirepass", RESERVED_PASSWORD)
+        client.close()
+        yield server
+    finally:
+        server.close()
+
+
 def redis_url(server: RedisServer, password: str) -> str:
     return f"redis://:{password}@127.0.0.1:{server.port}/0"
+
+
+def encoded(password: str) -> str:
+    return quote(password, safe="")
 
 
 def known_secrets(broker: SecureKafkaBroker, s3: S3ProxyServer) -> dict[str, str]:
@@ -384,6 +408,10 @@ def known_secrets(broker: SecureKafkaBroker, s3: S3ProxyServer) -> dict[str, str
         "AWS_SECRET_ACCESS_KEY": s3.secret_key,
         "a wrong AWS_SECRET_ACCESS_KEY": WRONG_S3_SECRET,
         "the token in HTTP_HEADERS": HTTP_TOKEN,
+        "a password of URL-reserved characters": RESERVED_PASSWORD,
+        "that password percent-encoded": encoded(RESERVED_PASSWORD),
+        "a wrong password of URL-reserved characters": WRONG_RESERVED_PASSWORD,
+        "that wrong password percent-encoded": encoded(WRONG_RESERVED_PASSWORD),
     }
 
 
@@ -613,3 +641,85 @@ def test_no_failure_prints_or_dead_letters_a_secret(
         if (ran.returncode != 2 if code == 2 else ran.returncode == 0)
     ]
     assert not unexpected
+
+
+def test_passwords_of_url_reserved_characters_are_never_printed(
+    secure: SecureKafkaBroker,
+    leak_env: dict[str, str],
+    events: list[SampleEvent],
+    redis_with_reserved_password: RedisServer,
+    s3: S3ProxyServer,
+    sink: HttpSink,
+    unique: str,
+) -> None:
+    """Passwords holding every character a URL reserves, in KV_URL and HTTP_URL: written
+    as is (a URL parser then ends the host part at '/', '?' or '#'), they are a config
+    error that shows the URL masked; percent-encoded, they work and are never shown."""
+    topic, name = f"leak-rsv-{unique}", f"leak-rsv-{unique}"
+    create_topic(secure.bootstrap, topic, partitions=1)
+    produce(secure.bootstrap, topic, [(0, e.key, e.value) for e in events[:20]])
+    schemas = {"TOPICS": topic, "TOPIC_SCHEMAS": f"{topic}=edge.v1.ZoneSettingsChanged"}
+
+    def env(connector: str = name, **extra: str) -> dict[str, str]:
+        return connector_env(**{**leak_env, **schemas, "CONNECTOR_NAME": connector, **extra})
+
+    server = redis_with_reserved_password
+    kv_raw = redis_url(server, RESERVED_PASSWORD)
+    kv_encoded = redis_url(server, encoded(RESERVED_PASSWORD))
+    kv_wrong = redis_url(server, encoded(WRONG_RESERVED_PASSWORD))
+    path = f"/leak-rsv-{unique}"
+    http_raw = sink.url(path).replace("http://", f"http://svc:{RESERVED_PASSWORD}@")
+    http_encoded = sink.url(path).replace("http://", f"http://svc:{encoded(RESERVED_PASSWORD)}@")
+    outputs = [
+        (2, run("check, KV_URL as is", "check", env=env(KV_URL=kv_raw))),
+        (2, run("run, KV_URL as is", "run", "--until-caught-up", env=env(KV_URL=kv_raw))),
+        (0, run("check, KV_URL encoded", "check", env=env(KV_URL=kv_encoded))),
+        (0, run("run, KV_URL encoded", "run", "--until-caught-up", env=env(KV_URL=kv_encoded))),
+        (0, run("kv dump, KV_URL encoded", "kv", "dump", env=env(KV_URL=kv_encoded))),
+        (1, run("run, wrong password encoded", "run", "--until-caught-up",
+                env=env(f"{name}-wrong", KV_URL=kv_wrong))),
+        (2, run("check, HTTP_URL as is", "check", env=env(WRITER="http", HTTP_URL=http_raw))),
+        (2, run("run, HTTP_URL as is", "run", "--until-caught-up",
+                env=env(f"{name}-http", WRITER="http", HTTP_URL=http_raw))),
+        (0, run("check, HTTP_URL encoded", "check",
+                env=env(WRITER="http", HTTP_URL=http_encoded))),
+        (0, run("run, HTTP_URL encoded", "run", "--until-caught-up",
+                env=env(f"{name}-http", WRITER="http", HTTP_URL=http_encoded))),
+    ]  # fmt: skip
+    known = known_secrets(secure, s3)
+    found = {ran.what: leaks(ran.stdout + ran.stderr, known) for _, ran in outputs}
+    assert not {where: names for where, names in found.items() if names}
+    unexpected = [
+        (ran.what, code, ran.returncode, ran.stderr[-1500:])
+        for code, ran in outputs
+        if ran.returncode != code
+    ]
+    assert not unexpected
+    by_name = {ran.what: ran for _, ran in outputs}
+    for what in ("check, KV_URL as is", "run, KV_URL as is"):
+        assert by_name[what].lines == [
+            f"config error: KV_URL='redis://:*****@127.0.0.1:{server.port}/0': a redis URL "
+            "needs a host (percent-encode '/', '?' and '#' in the password: %2F, %3F, %23); "
+            "expected lmdb:PATH (embedded) or redis://[:password@]host:port/db"
+        ]
+    for what in ("check, HTTP_URL as is", "run, HTTP_URL as is"):
+        (line,) = by_name[what].lines
+        assert line.startswith(f"config error: HTTP_URL='http://svc:*****@127.0.0.1:{sink.port}")
+    assert (
+        f"KV_URL=redis://:*****@127.0.0.1:{server.port}/0"
+        in by_name["check, KV_URL encoded"].stdout
+    )
+
+    # The encoded passwords did authenticate: everything is stored, and the sink was sent
+    # the password itself.
+    client = redis.Redis(host="127.0.0.1", port=server.port, password=RESERVED_PASSWORD)
+    try:
+        stored = {key: client.get(key) for key in expected_store(events[:20])}
+    finally:
+        client.close()
+    assert stored == expected_store(events[:20])
+    assert "caught up: 20/20 records" in by_name["run, HTTP_URL encoded"].stderr
+    credentials = f"svc:{RESERVED_PASSWORD}".encode()
+    assert {r.headers.get("authorization") for r in sink.received(path)} == {
+        f"Basic {base64.b64encode(credentials).decode()}"
+    }
