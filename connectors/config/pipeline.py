@@ -262,25 +262,7 @@ def _schemas(runtime: RuntimeSettings, problems: list[Problem]) -> TopicSchemas 
     pools = type_pools(runtime, problems)
     if pools is None:
         return None
-
-    bindings: dict[str, str] = {}
-    for item in runtime.topic_schemas:
-        topic, sep, type_name = item.partition("=")
-        topic, type_name = topic.strip(), type_name.strip()
-        if not sep or not topic or not type_name:
-            problems.append(
-                Problem("TOPIC_SCHEMAS", "topic=package.Message pairs (or topic=bytes)", item)
-            )
-            continue
-        if topic in bindings:
-            problems.append(
-                Problem(
-                    "TOPIC_SCHEMAS", f"one type per topic; {quoted(topic)} is bound twice", item
-                )
-            )
-            continue
-        bindings[topic] = type_name
-
+    bindings = _bindings(runtime.topic_schemas, problems)
     schemas: dict[str, TopicSchema] = {}
     for topic in runtime.topics:
         bound = bindings.get(topic)
@@ -294,31 +276,9 @@ def _schemas(runtime: RuntimeSettings, problems: list[Problem]) -> TopicSchemas 
                 )
             )
             continue
-        type_name = bound
-        if type_name == RAW:
-            schemas[topic] = TopicSchema(topic, RAW, None)
-            continue
-        if not pools:
-            problems.append(
-                Problem(
-                    "PROTO_DESCRIPTOR_SET",
-                    f"a descriptor set or PROTO_MODULES defining {type_name}",
-                    None,
-                )
-            )
-            continue
-        cls = find_message_class(type_name, pools)
-        if cls is None:
-            problems.append(
-                Problem(
-                    "TOPIC_SCHEMAS",
-                    f"a message type defined in PROTO_DESCRIPTOR_SET/PROTO_MODULES; "
-                    f"{quoted(type_name)} is not",
-                    f"{topic}={type_name}",
-                )
-            )
-            continue
-        schemas[topic] = TopicSchema(topic, type_name, cls)
+        schema = _schema(topic, bound, pools, problems)
+        if schema is not None:
+            schemas[topic] = schema
     for topic in bindings:
         if topic not in runtime.topics:
             problems.append(
@@ -329,3 +289,57 @@ def _schemas(runtime: RuntimeSettings, problems: list[Problem]) -> TopicSchemas 
                 )
             )
     return TopicSchemas(schemas) if not problems else None
+
+
+def _bindings(items: tuple[str, ...], problems: list[Problem]) -> dict[str, str]:
+    """TOPIC_SCHEMAS' `topic=type` pairs as a mapping; malformed or repeated ones are
+    problems."""
+    bindings: dict[str, str] = {}
+    for item in items:
+        topic, sep, type_name = item.partition("=")
+        topic, type_name = topic.strip(), type_name.strip()
+        if not sep or not topic or not type_name:
+            problems.append(
+                Problem("TOPIC_SCHEMAS", "topic=package.Message pairs (or topic=bytes)", item)
+            )
+        elif topic in bindings:
+            problems.append(
+                Problem(
+                    "TOPIC_SCHEMAS", f"one type per topic; {quoted(topic)} is bound twice", item
+                )
+            )
+        else:
+            bindings[topic] = type_name
+    return bindings
+
+
+def _schema(
+    topic: str,
+    type_name: str,
+    pools: tuple[descriptor_pool.DescriptorPool, ...],
+    problems: list[Problem],
+) -> TopicSchema | None:
+    """The schema `topic` is bound to, or None with the problem added."""
+    if type_name == RAW:
+        return TopicSchema(topic, RAW, None)
+    if not pools:
+        problems.append(
+            Problem(
+                "PROTO_DESCRIPTOR_SET",
+                f"a descriptor set or PROTO_MODULES defining {quoted(type_name)}",
+                None,
+            )
+        )
+        return None
+    cls = find_message_class(type_name, pools)
+    if cls is None:
+        problems.append(
+            Problem(
+                "TOPIC_SCHEMAS",
+                f"a message type defined in PROTO_DESCRIPTOR_SET/PROTO_MODULES; "
+                f"{quoted(type_name)} is not",
+                f"{topic}={type_name}",
+            )
+        )
+        return None
+    return TopicSchema(topic, type_name, cls)
