@@ -9,6 +9,7 @@ from connectors.config.settings import (
     KafkaSettings,
     RuntimeSettings,
     Settings,
+    encoding_hint,
     mask_url,
     readable_file,
 )
@@ -71,6 +72,7 @@ __all__ = [
     "WriterPlugin",
     "WriteBatch",
     "document",
+    "encoding_hint",
     "host_ports",
     "mask_url",
     "metrics",

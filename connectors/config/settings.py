@@ -249,6 +249,16 @@ def mask_url(text: str) -> str:
     return f"{scheme}://{user}:*****@{host}"
 
 
+def encoding_hint(url: str) -> str:
+    """For a URL a parser found without a host or with a bad port: how to write it when
+    the cause is a password holding '/', '?' or '#' (where a parser ends the host part);
+    empty when it is not."""
+    userinfo = url.partition("://")[2].rpartition("@")[0]
+    if ":" in userinfo and any(c in userinfo for c in "/?#"):
+        return " (percent-encode '/', '?' and '#' in the password: %2F, %3F, %23)"
+    return ""
+
+
 def env_name(model: type[BaseSettings], field: str) -> str:
     prefix = str(model.model_config.get("env_prefix", ""))
     return f"{prefix}{field}".upper()

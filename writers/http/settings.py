@@ -15,7 +15,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
 
-from connectors import Settings, mask_url, readable_file
+from connectors import Settings, encoding_hint, mask_url, readable_file
 
 _TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 
@@ -68,15 +68,6 @@ def mask_query(url: str) -> str:
     return urlunsplit(parts._replace(query=masked)).replace("%2A", "*")
 
 
-def _hint(url: str) -> str:
-    """How to write a password holding '/', '?' or '#': a URL parser ends the host part at
-    the first of them, so the URL reads as having a bad port or no host."""
-    userinfo = url.partition("://")[2].rpartition("@")[0]
-    if ":" in userinfo and any(c in userinfo for c in "/?#"):
-        return " (percent-encode '/', '?' and '#' in the password: %2F, %3F, %23)"
-    return ""
-
-
 class HTTPSettings(Settings):
     model_config = SettingsConfigDict(
         env_prefix="HTTP_", frozen=True, extra="ignore", case_sensitive=False
@@ -124,7 +115,7 @@ class HTTPSettings(Settings):
             port_ok = False
         if parts.scheme not in ("http", "https") or not parts.hostname or not port_ok:
             raise ValueError(
-                "an http:// or https:// URL with a host and a port 1-65535" + _hint(value)
+                "an http:// or https:// URL with a host and a port 1-65535" + encoding_hint(value)
             )
         return value
 

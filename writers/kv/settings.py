@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
-from connectors import Settings, mask_url
+from connectors import Settings, encoding_hint, mask_url
 
 DEFAULT_URL = "lmdb:./.local/kv"
 #: LMDB refuses keys longer than 511 bytes (MDB_MAXKEYSIZE); the prefix leaves room for keys.
@@ -56,11 +56,12 @@ class KVSettings(Settings):
         elif scheme in ("redis", "rediss"):
             parts = urlsplit(value)
             if not parts.hostname:
-                raise ValueError("a redis URL needs a host" + _encode_hint(value))
+                raise ValueError("a redis URL needs a host" + encoding_hint(value))
             try:
                 _ = parts.port
             except ValueError as exc:
-                raise ValueError("a redis URL port must be a number" + _encode_hint(value)) from exc
+                hint = encoding_hint(value)
+                raise ValueError(f"a redis URL port must be a number{hint}") from exc
         else:
             # Only a plausible scheme is echoed: what precedes a ':' may be a password.
             shown = repr(scheme) if _SCHEME.fullmatch(scheme) else "(none)"
@@ -90,15 +91,6 @@ class KVSettings(Settings):
 
 
 _SCHEME = re.compile(r"[a-z][a-z0-9+.-]{0,30}")
-
-
-def _encode_hint(url: str) -> str:
-    """How to write a password holding '/', '?' or '#': a URL parser ends the host part
-    at the first of them, so the URL reads as having no host or a bad port."""
-    userinfo = url.partition("://")[2].rpartition("@")[0]
-    if ":" in userinfo and any(c in userinfo for c in "/?#"):
-        return " (percent-encode '/', '?' and '#' in the password: %2F, %3F, %23)"
-    return ""
 
 
 def _lmdb_directory(path: Path) -> None:
