@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import signal
 import threading
@@ -326,9 +327,16 @@ async def test_activity_shows_the_transform_while_it_runs() -> None:
 # -- abandoning a batch -----------------------------------------------------------------------
 
 
-async def test_a_write_hung_past_the_grace_is_abandoned_uncommitted_without_an_error(
-    caplog: pytest.LogCaptureFixture,
-) -> None:
+class Lines(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+
+
+async def test_a_write_hung_past_the_grace_is_abandoned_uncommitted_without_an_error() -> None:
     class Hung(MemoryWriter):
         async def write(self, batch):  # type: ignore[no-untyped-def]
             self.events.append("hung")
@@ -339,10 +347,15 @@ async def test_a_write_hung_past_the_grace_is_abandoned_uncommitted_without_an_e
     task = asyncio.create_task(run_until_stopped(runner, grace_s=0.1))
     while "hung" not in writer.events:
         await asyncio.sleep(0.005)
-    runner.stop()
-    await asyncio.wait_for(task, timeout=5)  # returns: no CancelledError, no exception
+    logged = Lines()
+    logging.getLogger("connectors.runtime").addHandler(logged)
+    try:
+        runner.stop()
+        await asyncio.wait_for(task, timeout=5)  # returns: no CancelledError, no exception
+    finally:
+        logging.getLogger("connectors.runtime").removeHandler(logged)
     assert reader.commits == [] and reader.closed and writer.events[-1] == "close"
-    abandoned = [r.getMessage() for r in caplog.records if "abandoned" in r.getMessage()]
+    abandoned = [line for line in logged.lines if "abandoned" in line]
     assert len(abandoned) == 1 and "(in write for" in abandoned[0], abandoned
 
 
