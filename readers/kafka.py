@@ -41,15 +41,15 @@ from connectors import (
 )
 from connectors import TopicPartition as TP
 from connectors.kafka import (
+    RESETS,
     LenientHeaders,
     Where,
     client_options,
     describe_topics,
+    diagnose,
     is_raw,
     translate,
 )
-from connectors.kafka.bootstrap import diagnose
-from connectors.kafka.resets import PENDING as RESETS
 
 _log = logging.getLogger("connectors.readers.kafka")
 _new_tuple: Any = tuple.__new__

@@ -12,7 +12,8 @@ from connectors.kafka import patches
 
 patches.install()
 
-from connectors.kafka.errors import (  # noqa: E402 - after the patches, on purpose
+from connectors.kafka.bootstrap import diagnose  # noqa: E402 - after the patches, on purpose
+from connectors.kafka.errors import (  # noqa: E402
     AUTHENTICATION,
     Where,
     principal,
@@ -24,15 +25,18 @@ from connectors.kafka.options import client_options  # noqa: E402
 from connectors.kafka.producer import MAX_REQUEST_BYTES, idempotent_producer  # noqa: E402
 from connectors.kafka.raw_headers import Counter as LenientHeaders  # noqa: E402
 from connectors.kafka.raw_headers import is_raw  # noqa: E402
+from connectors.kafka.resets import PENDING as RESETS  # noqa: E402
 
 __all__ = [
     "AUTHENTICATION",
     "MAX_REQUEST_BYTES",
+    "RESETS",
     "LenientHeaders",
     "TopicState",
     "Where",
     "client_options",
     "describe_topics",
+    "diagnose",
     "idempotent_producer",
     "is_raw",
     "principal",
