@@ -33,7 +33,8 @@ from aiokafka import errors as kafka_errors
 from connectors.config.settings import DeadLetterSettings, KafkaSettings
 from connectors.core.dead_letters import DeadLetter
 from connectors.core.errors import FatalError, PoisonError
-from connectors.kafka.errors import Where, translate
+from connectors.kafka.bootstrap import diagnose
+from connectors.kafka.errors import AUTHENTICATION, Where, translate
 from connectors.kafka.metadata import TopicState, describe_topics
 from connectors.kafka.producer import idempotent_producer
 from connectors.kafka.raw_headers import LenientBuilder
@@ -182,11 +183,20 @@ class KafkaDeadLetters:
                 await producer.start()
             except BaseException as exc:
                 await producer.stop()
-                if isinstance(exc, Exception):
-                    raise translate(exc, self._where) from exc
-                raise
+                raise await self._not_started(exc) from exc
             self._producer = producer
         return self._producer
+
+    async def _not_started(self, exc: BaseException) -> BaseException:
+        """Why the producer could not start. Reaching the cluster (TLS, credentials) is
+        not about the dead-letter topic: that is said as the reader would say it."""
+        if isinstance(exc, kafka_errors.KafkaConnectionError):
+            return await diagnose(exc, self._settings)
+        if isinstance(exc, AUTHENTICATION):
+            return translate(exc, Where("kafka", self._settings))
+        if isinstance(exc, Exception):
+            return translate(exc, self._where)
+        return exc
 
     async def send(self, letters: Sequence[DeadLetter]) -> None:
         if not letters:

@@ -208,8 +208,9 @@ def test_run_until_caught_up_into_lmdb_over(
     topic, ends = events_topic
     group = f"ok-{unique}"
     env = edge_env(
-        secure, protocol, topic=topic, group=group, store=tmp_path / "kv", mechanism=mechanism
-    )
+        secure, protocol, topic=topic, group=group, store=tmp_path / "kv", mechanism=mechanism,
+        ON_ERROR="fail",  # no poison here: no dead-letter topic to check at start
+    )  # fmt: skip
     done = run("run", "run", "--until-caught-up", env=env)
     assert done.returncode == 0, done.stderr
     assert f"caught up: {EVENTS}/{EVENTS} records" in done.stderr
@@ -280,7 +281,9 @@ def test_missing_read_on_the_topic_names_topic_and_permission(
     create_topic(secure.bootstrap, topic, partitions=1)
     produce(secure.bootstrap, topic, [(0, e.key, e.value) for e in events[:10]])
     group = f"ok-{unique}"
-    env = edge_env(secure, "SASL_SSL", topic=topic, group=group, store=tmp_path / "kv")
+    env = edge_env(
+        secure, "SASL_SSL", topic=topic, group=group, store=tmp_path / "kv", ON_ERROR="fail"
+    )
     ran = run("no READ on topic", "run", "--until-caught-up", env=env)
     assert_refused(
         ran,
@@ -295,7 +298,9 @@ def test_missing_read_on_the_group_names_group_and_permission(
 ) -> None:
     topic, _ = events_topic
     group = f"unlisted-{unique}"  # not ok-*: the topic is readable, the group is not
-    env = edge_env(secure, "SASL_SSL", topic=topic, group=group, store=tmp_path / "kv")
+    env = edge_env(
+        secure, "SASL_SSL", topic=topic, group=group, store=tmp_path / "kv", ON_ERROR="fail"
+    )
     ran = run("no READ on group", "run", "--until-caught-up", env=env)
     assert_refused(
         ran,
@@ -539,6 +544,7 @@ def test_no_command_prints_or_dead_letters_a_secret(
             stdin=json_lines(events[:30])),
     ]  # fmt: skip
     produce(secure.bootstrap, topic, [(0, b"poison", POISON)])  # becomes a dead letter
+    create_topic(secure.bootstrap, f"leak-replayed-{unique}", partitions=1)  # replay's target
     outputs += [
         run("check kv", "check", env=env(WRITER="kv")),
         run("check s3", "check", env=env(WRITER="s3")),
