@@ -19,6 +19,8 @@ from typing import Any
 from tests.faults.support import Result
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "reliability.md"
+#: The "bad input" section: hand-written (its cases are tests/hostile/), kept in the same page.
+BAD_INPUT = Path(__file__).with_name("bad_input.md")
 _DATA = re.compile(r"<!-- fault-suite-data\n(.*?)\n-->", re.DOTALL)
 
 SCENARIOS = {
@@ -150,6 +152,7 @@ class Report:
             lines += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in table["rows"]]
             if table.get("date") != self.stamp:
                 lines += ["", f"(from the run of {table.get('date')})"]
+        lines += ["", BAD_INPUT.read_text(encoding="utf-8").rstrip()]
         data = json.dumps({"results": results, "tables": tables}, indent=1, sort_keys=True)
         lines += ["", f"<!-- fault-suite-data\n{data}\n-->", ""]
         DOC.write_text("\n".join(lines), encoding="utf-8")
