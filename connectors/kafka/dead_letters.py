@@ -161,8 +161,9 @@ class KafkaDeadLetters:
             "the broker's default" if d.replication_factor < 0 else d.replication_factor,
         )
         where = Where(
-            f"dead-letter topic {self.topic!r} cannot be created", self._settings, "CREATE",
-            (self.topic,),
+            f"dead-letter topic {self.topic!r} cannot be created with DLQ_PARTITIONS="
+            f"{d.partitions} and DLQ_REPLICATION_FACTOR={d.replication_factor}",
+            self._settings, "CREATE", (self.topic,),
         )  # fmt: skip
         try:
             return await create_topic(

@@ -35,7 +35,7 @@ from aiokafka.producer import producer as kafka_producer
 from aiokafka.protocol.metadata import MetadataRequest
 
 from connectors.kafka import heartbeat, resets
-from connectors.kafka.raw_headers import LenientBuilder, LenientRecords
+from connectors.kafka.raw_headers import LenientBuilder, LenientPartitionRecords, LenientRecords
 
 FENCED_INSTANCE_ID = 82
 
@@ -73,6 +73,7 @@ def install() -> None:
         module.MetadataRequest = NamedTopicsOnly
     fetcher_module: Any = fetcher
     fetcher_module.MemoryRecords = LenientRecords
+    fetcher_module.PartitionRecords = LenientPartitionRecords
     for module in (message_accumulator, kafka_producer):
         builder_module: Any = module
         builder_module.DefaultRecordBatchBuilder = LenientBuilder

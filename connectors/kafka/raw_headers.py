@@ -8,10 +8,10 @@ the process dies again at each restart.
 
 Reading: a record batch the C reader refuses is read again by aiokafka's pure-Python reader,
 with header keys decoded with `surrogateescape` (each byte that is not UTF-8 becomes a lone
-surrogate). The record then goes through the pipeline like any other (its key and value are
-intact; Kafka Connect's Java clients would equally accept it, with the key mangled), and
-`key.encode("utf-8", "surrogateescape")` gives its bytes back. Only that batch pays for the
-slower reader.
+surrogate), and the batches after it as usual. The record then goes through the pipeline
+like any other (its key and value are intact; Kafka Connect's Java clients would equally
+accept it, with the key mangled), and `key.encode("utf-8", "surrogateescape")` gives its
+bytes back. Only that batch pays for the slower reader.
 
 Writing: aiokafka's C batch builder refuses such keys too. A batch whose first record
 carries one is built by the pure-Python builder with keys encoded with `surrogateescape`, so
@@ -25,6 +25,7 @@ import struct
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+from aiokafka.consumer import fetcher
 from aiokafka.record import default_records
 from aiokafka.record.memory_records import MemoryRecords
 
@@ -72,51 +73,25 @@ class _LenientBuffer(bytearray):
         return _LenientSlice(item) if isinstance(index, slice) else item
 
 
-def _lenient_records(raw: memoryview) -> Iterator[Any]:
+def _lenient_batch(raw: memoryview) -> Any:
+    """aiokafka's pure-Python reading of one record batch, header keys decoded leniently."""
     batch = _PY_BATCH(raw)
     batch._maybe_uncompress()  # noqa: SLF001 - decompression replaces the buffer
     batch._buffer = _LenientBuffer(batch._buffer)  # noqa: SLF001
-    for record in batch:
-        Counter.lenient += 1
-        yield record
-
-
-class _Batch:
-    """One record batch: aiokafka's own, read again leniently if its reader refuses a key.
-
-    aiokafka's fetcher skips records below the offset it already returned, so the lenient
-    reading may start again at the first record of the batch.
-    """
-
-    __slots__ = ("_batch", "_raw")
-
-    def __init__(self, batch: Any, raw: memoryview) -> None:
-        self._batch = batch
-        self._raw = raw
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._batch, name)
-
-    def __next__(self) -> Any:  # control batches are read with next()
-        return next(self._batch)
-
-    def __iter__(self) -> Iterator[Any]:
-        try:
-            yield from self._batch
-        except UnicodeDecodeError:
-            yield from _lenient_records(self._raw)
+    return batch
 
 
 class LenientRecords:
     """aiokafka's `MemoryRecords` over one partition's fetched bytes, keeping the bytes of
-    each batch for a lenient second reading."""
+    the batch it returned last (a view, no copy) for a lenient second reading."""
 
-    __slots__ = ("_data", "_pos", "_records")
+    __slots__ = ("_data", "_pos", "_records", "last")
 
     def __init__(self, data: bytes) -> None:
         self._records = MemoryRecords(data)
         self._data = memoryview(data)
         self._pos = 0
+        self.last = self._data[:0]
 
     def size_in_bytes(self) -> int:
         return int(self._records.size_in_bytes())
@@ -126,12 +101,52 @@ class LenientRecords:
 
     def next_batch(self) -> Any:
         batch = self._records.next_batch()
-        if batch is None:
-            return None
-        start = self._pos
-        (length,) = struct.unpack_from(">i", self._data, start + 8)
-        self._pos = start + _LOG_OVERHEAD + length
-        return _Batch(batch, self._data[start : self._pos])
+        if batch is not None:
+            start = self._pos
+            (length,) = struct.unpack_from(">i", self._data, start + 8)
+            self._pos = start + _LOG_OVERHEAD + length
+            self.last = self._data[start : self._pos]
+        return batch
+
+
+class LenientPartitionRecords(fetcher.PartitionRecords):  # type: ignore[misc]
+    """aiokafka's records of one partition, read again leniently from the batch whose
+    header keys its C reader refused, then as usual.
+
+    Its `__next__` replaces aiokafka's own one-line method, so the usual path costs nothing
+    more. The second reading of the batch does what aiokafka's own loop does for a data
+    batch: skip the records already returned, move the position past each record and,
+    at the end, past the batch.
+    """
+
+    next_fetch_offset: int
+    _records_iterator: Iterator[Any] | None
+
+    def __next__(self) -> Any:
+        try:
+            return next(self._records_iterator)  # type: ignore[arg-type]
+        except StopIteration:
+            self._records_iterator = None
+            raise
+        except UnicodeDecodeError:
+            if not isinstance(self._records, LenientRecords):
+                raise
+            self._records_iterator = self._lenient_then_rest(self._records.last)
+            return next(self._records_iterator)
+
+    def _lenient_then_rest(self, raw: memoryview) -> Iterator[Any]:
+        batch = _lenient_batch(raw)
+        tp = self._tp
+        for record in batch:
+            if record.offset < self.next_fetch_offset:
+                continue
+            if any(is_raw(key) for key, _ in record.headers):
+                Counter.lenient += 1
+            consumer_record = self._consumer_record(tp, record)
+            self.next_fetch_offset = record.offset + 1
+            yield consumer_record
+        self.next_fetch_offset = batch.next_offset
+        yield from self._unpack_records()
 
 
 # ------------------------------------------------------------------------------ writing
