@@ -60,6 +60,7 @@ def proc_rss_mb(pid: int) -> float | None:
 def base_env(**overrides: str) -> dict[str, str]:
     keep = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "TMPDIR")}
     keep["PYTHONPATH"] = str(ROOT)
+    keep["DLQ_CREATE"] = "true"  # the harness's brokers create no topic by themselves
     keep.update(overrides)
     return keep
 
