@@ -115,8 +115,11 @@ def readme(venv: Path, kafka: KafkaBroker, tmp_path_factory: pytest.TempPathFact
     )
     repo = Path(created.stdout.strip().splitlines()[-1])
     assert repo == out / "zone-audit"
+    # The test's broker, as production clusters, creates no topic by itself: the input
+    # topic is created by its owner, the dead-letter topic by the connector when told to.
+    create_topic(kafka.bootstrap, "zone-events.v1", partitions=3, exist_ok=True)
     demo = ["make", "-C", str(repo), "demo", f"KAFKA_BOOTSTRAP_SERVERS={kafka.bootstrap}"]
-    run([*demo, "METRICS_PORT=0"], env=env, timeout=300)
+    run([*demo, "METRICS_PORT=0", "DLQ_CREATE=true"], env=env, timeout=300)
     dumped = run(["make", "-s", "-C", str(repo), "dump"], env=env, timeout=60)
     probe = "import importlib.metadata as m; print([d.name for d in m.distributions()])"
     listed = run([str(venv / "bin" / "python"), "-c", probe], cwd=venv, timeout=30).stdout
@@ -193,6 +196,7 @@ def test_the_generated_connector_writes_its_transform_output_to_the_kv(
         KAFKA_BOOTSTRAP_SERVERS=kafka.bootstrap,
         KV_URL=f"lmdb:{tmp_path / 'kv'}",
         METRICS_PORT="0",
+        DLQ_CREATE="true",  # the test's broker creates no topic by itself
     )
     assert env["TRANSFORMS"] == "zone_audit" and not env["TRANSFORM_MODULES"], "by entry point"
     connector = str(venv / "bin" / "connector")
