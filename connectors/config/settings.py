@@ -50,12 +50,18 @@ class Settings(BaseSettings):
         return (init_settings,)
 
     def describe(self) -> str:
-        """`VARIABLE=value` pairs for `connector check`: secrets and URL passwords masked."""
-        return describe(self)
+        """`VARIABLE=value` pairs for `connector check`: secrets and URL passwords masked.
+        A plugin's model may override it (the S3 writer shows derived values)."""
+        return _pairs(self)
 
 
 def describe(settings: BaseSettings) -> str:
-    """Any settings model (a plugin's too) as `VARIABLE=value` pairs, secrets masked."""
+    """Any settings model as `connector check` shows it: its own `describe` when it is one
+    of ours (plugins may override it), else `VARIABLE=value` pairs with secrets masked."""
+    return settings.describe() if isinstance(settings, Settings) else _pairs(settings)
+
+
+def _pairs(settings: BaseSettings) -> str:
     model = type(settings)
     parts = []
     for name in model.model_fields:
