@@ -9,6 +9,14 @@ order a replayed record by where it was first read, so a dead letter replayed af
 data for its key was stored does not undo it. `--as-new` drops the position too, for
 letters that must overwrite whatever is stored. Offsets are committed after the sends are
 acked.
+
+A letter cut to fit the dead-letter topic (`dlq.truncated`, `dlq.truncated.key`) is never
+replayed: its value is incomplete, and a sink would store it as if it were whole. Each one
+is named on a `warning:` line (where it lies, where it came from, its original size) and
+counted in the summary, and the command exits 1 so that a script notices; it is committed
+like the others (the warning is its record: the original is in the input topic while
+retention keeps it). `--to` is checked as a topic name before connecting and asked for
+before anything is read: a missing topic stops the replay at once, nothing sent.
 """
 
 from __future__ import annotations
@@ -17,18 +25,29 @@ import argparse
 import asyncio
 import sys
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 
+from connectors.cli.produce import checked_topic, require_topic
 from connectors.config.settings import DeadLetterSettings, KafkaSettings, load
 from connectors.core.dead_letters import H_OFFSET, H_PARTITION, H_TOPIC, PREFIX
-from connectors.core.errors import ConfigError, FatalError, Problem
+from connectors.core.errors import ConfigError, FatalError, Problem, quoted
 from connectors.kafka import client_options, idempotent_producer
+from connectors.kafka.dead_letters import H_TRUNCATED, H_TRUNCATED_KEY
 
 #: The headers a replayed record keeps: where it was first read from.
 ORIGIN = frozenset((H_TOPIC, H_PARTITION, H_OFFSET))
+
+
+@dataclass
+class Tally:
+    """What one replay did: letters sent, and truncated letters left out."""
+
+    replayed: int = 0
+    truncated: int = 0
 
 
 def replayed_headers(
@@ -46,7 +65,26 @@ async def replay(
     to: str | None,
     limit: int | None,
     as_new: bool = False,
-) -> int:
+) -> Tally:
+    producer = idempotent_producer(kafka)
+    await producer.start()
+    try:
+        if to is not None:
+            await require_topic(producer, to, kafka)
+        return await _consume(kafka, producer, dlq_topic, group, to, limit, as_new)
+    finally:
+        await producer.stop()
+
+
+async def _consume(
+    kafka: KafkaSettings,
+    producer: AIOKafkaProducer,
+    dlq_topic: str,
+    group: str,
+    to: str | None,
+    limit: int | None,
+    as_new: bool,
+) -> Tally:
     consumer = AIOKafkaConsumer(
         dlq_topic,
         **client_options(kafka),
@@ -54,13 +92,10 @@ async def replay(
         enable_auto_commit=False,
         auto_offset_reset="earliest",
     )
-    producer = idempotent_producer(kafka)
     await consumer.start()
-    await producer.start()
     try:
         return await _replay_all(consumer, producer, dlq_topic, to, limit, as_new)
     finally:
-        await producer.stop()
         await consumer.stop()
 
 
@@ -71,25 +106,25 @@ async def _replay_all(
     to: str | None,
     limit: int | None,
     as_new: bool,
-) -> int:
+) -> Tally:
     """Replay up to the end offsets found at start; commit each fully sent fetch."""
     partitions = {
         TopicPartition(dlq_topic, p) for p in consumer.partitions_for_topic(dlq_topic) or ()
     }
+    tally = Tally()
     if not partitions:
-        return 0  # no dead-letter topic: nothing was ever dead-lettered
+        return tally  # no dead-letter topic: nothing was ever dead-lettered
     ends = await consumer.end_offsets(list(partitions))
-    sent = 0
     while not await _caught_up(consumer, ends):
         fetched = await consumer.getmany(timeout_ms=500, max_records=500)
-        room = None if limit is None else limit - sent
-        sent += await _send(producer, fetched, to, as_new, room)
-        if limit is not None and sent >= limit:
+        room = None if limit is None else limit - tally.replayed
+        await _send(producer, fetched, to, as_new, room, tally)
+        if limit is not None and tally.replayed >= limit:
             break  # a partial fetch: commit nothing, the rest is replayed later
         positions = {tp: messages[-1].offset + 1 for tp, messages in fetched.items() if messages}
         if positions:
             await consumer.commit(positions)
-    return sent
+    return tally
 
 
 async def _send(
@@ -98,13 +133,20 @@ async def _send(
     to: str | None,
     as_new: bool,
     room: int | None,
-) -> int:
-    """Send at most `room` letters of one fetch to their topics; return once all are acked."""
+    tally: Tally,
+) -> None:
+    """Send at most `room` letters of one fetch to their topics, skipping truncated ones
+    (counted in `tally`); return once all are acked."""
     futures: list[Any] = []
     for messages in fetched.values():
         for m in messages:
             if room is not None and len(futures) >= room:
                 break
+            cut = truncation(m.headers)
+            if cut is not None:
+                print(f"warning: {_skipped(m, cut)}", file=sys.stderr, flush=True)
+                tally.truncated += 1
+                continue
             target = to or dict(m.headers).get(H_TOPIC, b"").decode()
             if not target:
                 raise FatalError(f"dead letter at offset {m.offset} names no original topic")
@@ -112,7 +154,38 @@ async def _send(
             futures.append(await producer.send(target, value=m.value, key=m.key, headers=own))
     for future in futures:
         await future
-    return len(futures)
+    tally.replayed += len(futures)
+
+
+def truncation(headers: Sequence[tuple[str, bytes]]) -> str | None:
+    """How a letter was cut to fit the dead-letter topic, or None if it is whole."""
+    found = dict(headers)
+    cuts = [
+        f"{what} of {_text(found[header])} bytes"
+        for header, what in ((H_TRUNCATED, "value"), (H_TRUNCATED_KEY, "key"))
+        if header in found
+    ]
+    return " and ".join(cuts) if cuts else None
+
+
+def _skipped(letter: Any, cut: str) -> str:
+    """One line naming a letter not replayed: where it lies, where it came from, its size."""
+    found = dict(letter.headers)
+    origin = ", ".join(
+        f"{name} {_text(found.get(header, b'?'))}"
+        for header, name in ((H_TOPIC, "topic"), (H_PARTITION, "partition"), (H_OFFSET, "offset"))
+    )
+    return (
+        f"dead letter {letter.topic} partition {letter.partition} offset {letter.offset} not "
+        f"replayed: cut to fit the dead-letter topic (original {cut}); the original record: "
+        f"{origin}"
+    )
+
+
+def _text(raw: bytes | None) -> str:
+    """A header value as printable text on one line (headers are anyone's bytes)."""
+    text = (raw or b"").decode("utf-8", "replace")
+    return text if text.isprintable() and " " not in text else quoted(text)
 
 
 async def _caught_up(consumer: AIOKafkaConsumer, ends: Mapping[TopicPartition, int]) -> bool:
@@ -126,6 +199,8 @@ async def _caught_up(consumer: AIOKafkaConsumer, ends: Mapping[TopicPartition, i
 
 
 def cmd_replay(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    if args.to is not None:
+        checked_topic("--to", args.to)
     problems: list[Problem] = []
     kafka = load(KafkaSettings, environ, problems)
     dlq = load(DeadLetterSettings, environ, problems)
@@ -136,13 +211,16 @@ def cmd_replay(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         raise ConfigError(problems)
     topic = dlq.topic or f"{name}.dlq"
     try:
-        sent = asyncio.run(
+        tally = asyncio.run(
             replay(kafka, topic, f"{name}.dlq-replay", args.to, args.limit, args.as_new)
         )
     except KafkaError as exc:
         raise FatalError(f"kafka: {type(exc).__name__}: {exc}") from exc
-    print(f"replayed {sent} dead letters from {topic}", file=sys.stderr)
-    return 0
+    summary = f"replayed {tally.replayed} dead letters from {topic}"
+    if tally.truncated:
+        summary += f"; {tally.truncated} truncated letters not replayed"
+    print(summary, file=sys.stderr)
+    return 1 if tally.truncated else 0
 
 
 def add_parser(subparsers: Any) -> None:
