@@ -143,8 +143,11 @@ async def test_revocation_waits_for_the_batch_in_flight() -> None:
     writer = SlowWriter()
     runner = make_runner(pipeline(), reader, writer)
     task = asyncio.create_task(runner.run())
-    while order != ["write-start"]:
-        await asyncio.sleep(0.001)
+    async def until_writing() -> None:
+        while order != ["write-start"]:
+            await asyncio.sleep(0.001)
+
+    await asyncio.wait_for(until_writing(), timeout=10)
     assert reader.on_revoke is not None
     revoke = asyncio.create_task(reader.on_revoke([("raw", 0)]))
     for _ in range(20):  # let every ready task run; the revocation must still be waiting
@@ -252,8 +255,11 @@ async def test_stop_while_waiting_for_a_start_ends_the_run_normally() -> None:
         pipeline(RETRY_INITIAL_MS="50", RETRY_MAX_MS="50"), reader, writer, until_caught_up=False
     )
     task = asyncio.create_task(runner.run())
-    while len(writer.start_failures) > 998:
-        await asyncio.sleep(0.005)
+    async def until_retrying() -> None:
+        while len(writer.start_failures) > 998:
+            await asyncio.sleep(0.005)
+
+    await asyncio.wait_for(until_retrying(), timeout=10)
     runner.stop()
     await asyncio.wait_for(task, timeout=5)
     assert reader.on_revoke is None and reader.commits == [] and writer.writes == []
@@ -345,8 +351,11 @@ async def test_a_write_hung_past_the_grace_is_abandoned_uncommitted_without_an_e
     reader, writer = MemoryReader([records(0, 0, 2)]), Hung()
     runner = make_runner(pipeline(), reader, writer, until_caught_up=False)
     task = asyncio.create_task(run_until_stopped(runner, grace_s=0.1))
-    while "hung" not in writer.events:
-        await asyncio.sleep(0.005)
+    async def until_hung() -> None:
+        while "hung" not in writer.events:
+            await asyncio.sleep(0.005)
+
+    await asyncio.wait_for(until_hung(), timeout=10)
     logged = Lines()
     logging.getLogger("connectors.runtime").addHandler(logged)
     try:
