@@ -9,7 +9,9 @@ A transform receives the decoded message and a `TransformContext` and returns:
 - an iterable of the above for fan-out.
 
 A transform never mutates its input, and raising marks the record as poison (stage
-`transform:<name>`); so does a result that cannot be stored (a key that is not bytes, str
+`transform:<name>`), except raising `RetriableError` (a dependency that is down, not a bad
+record): the batch then stops at that record and the runner calls the chain again on it,
+with backoff, until it passes; so does a result that cannot be stored (a key that is not bytes, str
 or None, a value JSON cannot encode, a generator that raises part-way), since turning the
 result into entries is part of the step. Running out of memory or file descriptors is not
 the record's fault: it stops the connector (FatalError) with nothing committed past it.
@@ -29,7 +31,7 @@ from typing import Any, NamedTuple, Protocol, TypeVar
 
 from google.protobuf.message import Message
 
-from connectors.core.errors import ConnectorError, FatalError, PoisonError
+from connectors.core.errors import ConnectorError, FatalError, PoisonError, RetriableError
 from connectors.core.records import Entry, Headers, Record
 from connectors.core.registry import Registry
 
@@ -83,7 +85,13 @@ TRANSFORMS: Registry[Transform] = Registry("transform", "connectors.transforms")
 
 
 def transform(name: str, registry: Registry[Transform] | None = None) -> Callable[[F], F]:
-    """Register a function under `name`; the function itself is returned unchanged."""
+    """Register a function under `name`; the function itself is returned unchanged.
+
+    A function that raises `RetriableError` (a lookup that timed out, a 503) is called again
+    for the same record, with the runner's backoff, until it passes or RETRY_MAX_ATTEMPTS
+    is spent: it must be idempotent per record (calling it twice for one record does no
+    harm twice). Any other exception makes the record poison.
+    """
 
     def register(fn: F) -> F:
         (registry or TRANSFORMS).register(name, fn)
@@ -162,11 +170,16 @@ Decoded = tuple[int, Record, Any]
 class Applied(NamedTuple):
     """What one batch became: entries in record order, the records a transform rejected
     (index in the batch, record, error) and, for chains of more than one transform, the
-    seconds each one took, by name."""
+    seconds each one took, by name.
+
+    `stopped`, when set, is where a transform asked to be tried again: the position of
+    that record in what `apply_batch` was given, and the error; the entries and poison are
+    those of the records before it, and nothing from it on was applied."""
 
     entries: list[Entry]
     poison: list[tuple[int, Record, PoisonError]]
     seconds: dict[str, float]
+    stopped: tuple[int, RetriableError] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,22 +199,25 @@ class Chain:
 
     def apply(self, record: Record, message: Any) -> list[Entry]:
         """The entries for one record; raises PoisonError when a transform raises or
-        returns what cannot be stored, FatalError when the process ran out of memory or
-        file descriptors."""
+        returns what cannot be stored, RetriableError when a transform raised it,
+        FatalError when the process ran out of memory or file descriptors."""
         return self._apply(record, message, None)
 
     def apply_batch(self, decoded: Iterable[Decoded]) -> Applied:
-        """Every record's entries, in order; poison is collected, not raised."""
+        """Every record's entries, in order; poison is collected, not raised. A record
+        whose transform raised RetriableError stops the batch there (`Applied.stopped`)."""
         seconds: dict[str, float] = {}
         timed = seconds if len(self.steps) > 1 else None
         apply = self._apply
         entries: list[Entry] = []
         poison: list[tuple[int, Record, PoisonError]] = []
-        for index, record, message in decoded:
+        for position, (index, record, message) in enumerate(decoded):
             try:
                 entries.extend(apply(record, message, timed))
             except PoisonError as exc:
                 poison.append((index, record, exc))
+            except RetriableError as exc:
+                return Applied(entries, poison, seconds, (position, exc))
         return Applied(entries, poison, seconds)
 
     def _apply(self, record: Record, message: Any, seconds: dict[str, float] | None) -> list[Entry]:
@@ -290,13 +306,17 @@ def _step(
 
 def _failure(step: str, record: Record, exc: Exception) -> ConnectorError:
     """What a failing transform makes of its record: poison of stage `transform:<step>`,
-    unless the process itself ran out of something (then nothing may be committed past it)."""
+    unless the process itself ran out of something (then nothing may be committed past it)
+    or the transform said the record may pass if tried again (RetriableError, naming the
+    transform and the record)."""
+    where = f"{record.topic}[{record.partition}]@{record.offset}"
     if exhausted(exc):
         return FatalError(
-            f"transform:{step} ran out of resources at {record.topic}[{record.partition}]"
-            f"@{record.offset} ({type(exc).__name__}: {exc}); stopping, nothing committed "
-            f"past it"
+            f"transform:{step} ran out of resources at {where} ({type(exc).__name__}: "
+            f"{exc}); stopping, nothing committed past it"
         )
+    if isinstance(exc, RetriableError):
+        return RetriableError(f"transform:{step} at {where}: {exc}", exc.retry_after)
     return PoisonError(f"transform:{step}", f"{type(exc).__name__}: {exc}", record)
 
 

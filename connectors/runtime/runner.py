@@ -3,8 +3,8 @@
 Everything that could lose data is decided here, once, for every reader and writer:
 
 - offsets are committed only for records whose entries the writer stored;
-- a retriable failure (at start too) retries with capped, jittered backoff and commits
-  nothing meanwhile; a fatal one stops the loop with nothing committed;
+- a retriable failure (at start too, or raised by a transform) retries with capped,
+  jittered backoff and commits nothing meanwhile; a fatal one stops the loop with nothing committed;
 - a record that cannot be decoded, transformed or stored is poison: dead-lettered with its
   provenance, the rest of its batch written; running out of memory or file descriptors is
   no record's fault and stops the loop with nothing committed past it;
@@ -30,7 +30,7 @@ from connectors.core.dead_letters import DeadLetter, DeadLetterSink
 from connectors.core.errors import FatalError, PoisonError
 from connectors.core.reader import Reader, ReaderContext
 from connectors.core.records import Batch, Record, TopicPartition, WriteBatch
-from connectors.core.transform import Decoded, exhausted
+from connectors.core.transform import Applied, Decoded, exhausted
 from connectors.core.writer import Writer, WriterContext, flush_policy
 from connectors.kafka.dead_letters import KafkaDeadLetters
 from connectors.observability import tracing
@@ -164,7 +164,7 @@ class Runner:
         """Transform, write what came out, dead-letter what could not, then commit."""
         meter = self._instruments
         meter.read(batch)
-        write_batch, letters = self._transform(batch, trace)
+        write_batch, letters = await self._transform(batch, trace)
         with self._stage("write", trace, meter.write_seconds):
             written = await self._write(trace.carry(write_batch), letters)
         meter.entries_written.inc(len(written.entries))
@@ -232,11 +232,12 @@ class Runner:
         for letter in letters:
             self._instruments.dead_lettered(letter.record.topic, letter.stage)
 
-    def _transform(
+    async def _transform(
         self, batch: Batch, trace: tracing.BatchTrace
     ) -> tuple[WriteBatch, list[DeadLetter]]:
         """Decode every record, then transform every message: two passes, each timed once,
-        so no clock is read per record. Poison is judged after both, in record order."""
+        so no clock is read per record (the transform time includes any retry waits).
+        Poison is judged after both, in record order."""
         records = batch.records
         self._activity = ("decode", time.monotonic())
         started = time.perf_counter()
@@ -244,6 +245,8 @@ class Runner:
         decoded_at = time.perf_counter()
         self._activity = ("transform", time.monotonic())
         applied = self.pipeline.chain.apply_batch(decoded)
+        if applied.stopped is not None:
+            applied = await self._retry_transform(decoded, applied)
         transform_s = time.perf_counter() - decoded_at
         if applied.poison:
             poison = sorted(poison + applied.poison, key=lambda found: found[0])
@@ -252,6 +255,31 @@ class Runner:
         self._instruments.transformed(decode_s, transform_s, applied.seconds, trace.exemplar())
         trace.summed(("decode", decode_s), ("transform", transform_s))
         return WriteBatch(batch, tuple(applied.entries)), letters
+
+    async def _retry_transform(self, decoded: list[Decoded], applied: Applied) -> Applied:
+        """Finish a batch whose transform asked for a record to be tried again: that record
+        and those after it are applied again, under the runner's backoff with the reader
+        paused and polling, until they pass; what came before is kept, not redone."""
+        entries, poison, seconds = applied.entries, applied.poison, dict(applied.seconds)
+        stopped = applied.stopped
+        chain = self.pipeline.chain
+
+        async def attempt() -> None:
+            nonlocal decoded, stopped
+            if stopped is None:  # the first attempt reports the pass already made
+                again = chain.apply_batch(decoded)
+                entries.extend(again.entries)
+                poison.extend(again.poison)
+                for name, spent in again.seconds.items():
+                    seconds[name] = seconds.get(name, 0.0) + spent
+                stopped = again.stopped
+            if stopped is not None:
+                position, error = stopped
+                decoded, stopped = decoded[position:], None
+                raise error
+
+        await self._retry("transform", attempt, keepalive=True)
+        return Applied(entries, poison, seconds)
 
     def _decode(self, records: Sequence[Record]) -> tuple[list[Decoded], list[Poison]]:
         decode = self.pipeline.schemas.decode
