@@ -13,6 +13,9 @@ from connectors.config.settings import (
     mask_url,
     readable_file,
 )
+from connectors.core.dead_letters import H_OFFSET as DLQ_ORIGINAL_OFFSET
+from connectors.core.dead_letters import H_PARTITION as DLQ_ORIGINAL_PARTITION
+from connectors.core.dead_letters import H_TOPIC as DLQ_ORIGINAL_TOPIC
 from connectors.core.documents import document
 from connectors.core.errors import (
     ConfigError,
@@ -41,6 +44,9 @@ from connectors.observability import metrics
 from connectors.observability.tracing import http_headers as trace_headers
 
 __all__ = [
+    "DLQ_ORIGINAL_OFFSET",
+    "DLQ_ORIGINAL_PARTITION",
+    "DLQ_ORIGINAL_TOPIC",
     "RAW",
     "TRACE_HEADERS",
     "TYPE_HEADER",

@@ -20,15 +20,20 @@ import struct
 from collections.abc import Mapping
 from typing import NamedTuple
 
-from connectors import Entry, PoisonError, Record, TopicPartition
+from connectors import (
+    DLQ_ORIGINAL_OFFSET,
+    DLQ_ORIGINAL_PARTITION,
+    DLQ_ORIGINAL_TOPIC,
+    Entry,
+    PoisonError,
+    Record,
+    TopicPartition,
+)
 
 _OFFSET = struct.Struct(">q")
 
 #: The dead-letter headers that say where a replayed record was first read from.
-ORIGIN_TOPIC = "dlq.original.topic"
-ORIGIN_PARTITION = "dlq.original.partition"
-ORIGIN_OFFSET = "dlq.original.offset"
-_ORIGIN = frozenset((ORIGIN_TOPIC, ORIGIN_PARTITION, ORIGIN_OFFSET))
+_ORIGIN = frozenset((DLQ_ORIGINAL_TOPIC, DLQ_ORIGINAL_PARTITION, DLQ_ORIGINAL_OFFSET))
 
 
 class Origin(NamedTuple):
@@ -84,9 +89,9 @@ def origin(record: Record) -> Origin | None:
         return None  # the usual record, checked without building anything
     found = {key: value for key, value in record.headers if key in _ORIGIN}
     try:
-        topic = found[ORIGIN_TOPIC].decode()
-        partition = int(found[ORIGIN_PARTITION])
-        offset = int(found[ORIGIN_OFFSET])
+        topic = found[DLQ_ORIGINAL_TOPIC].decode()
+        partition = int(found[DLQ_ORIGINAL_PARTITION])
+        offset = int(found[DLQ_ORIGINAL_OFFSET])
     except (KeyError, ValueError):
         topic, partition, offset = "", -1, -1
     if not topic or partition < 0 or offset < 0:
