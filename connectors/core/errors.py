@@ -15,6 +15,7 @@ enter, so that the runner decides what to do from the class alone::
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from connectors.core.records import Record
@@ -68,19 +69,39 @@ class ConfigError(ConnectorError):
 
 
 class PoisonError(ConnectorError):
-    """A single record cannot be processed; retrying it would fail the same way."""
+    """A single record cannot be processed; retrying it would fail the same way.
 
-    def __init__(self, stage: str, message: str, record: Record | None = None) -> None:
+    A writer that stored part of the batch before the rejection says which part in
+    `stored` (see `RetriableError`), so that the rest is written again without it."""
+
+    def __init__(
+        self,
+        stage: str,
+        message: str,
+        record: Record | None = None,
+        *,
+        stored: Collection[int] = (),
+    ) -> None:
         self.stage = stage
         self.record = record
+        self.stored = frozenset(stored)
         super().__init__(message)
 
 
 class RetriableError(ConnectorError):
-    """The whole batch may succeed if tried again later."""
+    """What is not stored of the batch may succeed if tried again later.
 
-    def __init__(self, message: str, retry_after: float | None = None) -> None:
+    `stored` is the partial success of a writer: the indices, in the `WriteBatch.entries`
+    it was given, of the entries that are durably stored despite the failure (requests the
+    receiver accepted, objects uploaded). The runner's next attempt hands the writer only
+    the others, so a flaky receiver is not sent again what it already took; offsets are
+    still committed only once every entry is stored."""
+
+    def __init__(
+        self, message: str, retry_after: float | None = None, *, stored: Collection[int] = ()
+    ) -> None:
         self.retry_after = retry_after
+        self.stored = frozenset(stored)
         super().__init__(message)
 
 

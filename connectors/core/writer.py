@@ -5,14 +5,20 @@ Lifecycle, always in this order and from one task (never concurrently)::
     start()  ->  write(batch)*  ->  close()
                   check() may be called at any time between start() and close()
 
-`write` is all or nothing from the runner's point of view: it returns once every entry of
-the batch is durably stored, or raises. It must be idempotent: the runner commits offsets
-only after `write` returns, so after a crash the same batch (or a prefix of it) is written
-again and must overwrite, not duplicate. Errors it may raise:
+`write` returns once every entry of the batch is durably stored, or raises. It must be
+idempotent: the runner commits offsets only after `write` returns, so after a crash the
+same batch (or a prefix of it) is written again and must overwrite, not duplicate. Errors
+it may raise:
 
-- `RetriableError`: the batch may succeed later (timeouts, unreachable server);
+- `RetriableError`: what is not stored may succeed later (timeouts, unreachable server);
 - `PoisonError` with `record` set: that record is permanently rejected;
 - `FatalError`: nothing will succeed without an operator (credentials, permissions).
+
+Partial success: a writer that stored part of the batch before failing (some requests
+accepted, some objects uploaded) says so in the error's `stored`, the indices of those
+entries in `batch.entries`. The runner then hands the next `write` only the other entries
+(a new `WriteBatch` of the same `Batch`), so nothing the target already took is sent
+again; a writer that cannot tell leaves `stored` empty and gets the whole batch again.
 
 Anything else is treated as fatal.
 """

@@ -55,7 +55,10 @@ class Retrier:
             try:
                 result = await call()
             except RetriableError as exc:
-                attempt += 1
+                # A failure that still stored part of what was asked is progress: the
+                # backoff and RETRY_MAX_ATTEMPTS start again, counting attempts that
+                # stored nothing.
+                attempt = 1 if exc.stored else attempt + 1
                 delay = self._delay(stage, attempt, exc)
                 self._instruments.retried(stage)
                 _log.warning(

@@ -27,7 +27,7 @@ from prometheus_client import Histogram
 
 from connectors.config.pipeline import Pipeline
 from connectors.core.dead_letters import DeadLetter, DeadLetterSink
-from connectors.core.errors import FatalError, PoisonError
+from connectors.core.errors import FatalError, PoisonError, RetriableError
 from connectors.core.reader import Reader, ReaderContext
 from connectors.core.records import Batch, Record, TopicPartition, WriteBatch
 from connectors.core.transform import Applied, Decoded, exhausted
@@ -48,6 +48,12 @@ Poison = tuple[int, Record, PoisonError]
 
 def _position(record: Record) -> tuple[str, int, int]:
     return (record.topic, record.partition, record.offset)
+
+
+def _unstored(write_batch: WriteBatch, stored: frozenset[int]) -> WriteBatch:
+    """`write_batch` without the entries at the indices a writer reported stored."""
+    entries = tuple(e for i, e in enumerate(write_batch.entries) if i not in stored)
+    return WriteBatch(write_batch.batch, entries)
 
 
 class Runner:
@@ -167,7 +173,7 @@ class Runner:
         write_batch, letters = await self._transform(batch, trace)
         with self._stage("write", trace, meter.write_seconds):
             written = await self._write(trace.carry(write_batch), letters)
-        meter.entries_written.inc(len(written.entries))
+        meter.entries_written.inc(written)
         meter.aged(batch)
         if letters:
             with self._stage("dead_letter", trace):
@@ -191,28 +197,43 @@ class Runner:
         if seconds is not None:
             seconds.observe(time.perf_counter() - started, trace.exemplar())
 
-    async def _write(self, write_batch: WriteBatch, letters: list[DeadLetter]) -> WriteBatch:
-        """Write until it succeeds; records the writer rejects for good become dead letters
-        and the rest is written again without them. Returns what was written."""
+    async def _write(self, write_batch: WriteBatch, letters: list[DeadLetter]) -> int:
+        """Write until every entry is stored; returns how many were. Records the writer
+        rejects for good become dead letters, and what the writer reports as stored
+        (`stored` of its error) is not handed to it again: each attempt gets only the rest."""
         in_flight = self._instruments.in_flight
-        in_flight.set(len(write_batch.entries))
+        total = len(write_batch.entries)
+        rejected = 0
+        pending = write_batch
+
+        async def attempt() -> None:
+            nonlocal pending
+            in_flight.set(len(pending.entries))
+            try:
+                await self.writer.write(pending)
+            except (RetriableError, PoisonError) as exc:
+                if exc.stored:
+                    pending = _unstored(pending, exc.stored)
+                raise
+
         try:
             while True:
                 try:
-                    write = partial(self.writer.write, write_batch)
-                    await self._retry("write", write, keepalive=True)
+                    await self._retry("write", attempt, keepalive=True)
                 except PoisonError as exc:
-                    write_batch = self._without(write_batch, exc, letters)
+                    before = len(pending.entries)
+                    pending = self._without(pending, exc, letters)
+                    rejected += before - len(pending.entries)
                     continue
-                return write_batch
+                return total - rejected
         finally:
             in_flight.set(0)
 
     def _without(
         self, write_batch: WriteBatch, exc: PoisonError, letters: list[DeadLetter]
     ) -> WriteBatch:
-        """`write_batch` without the entries of the record the writer rejected, which
-        joins `letters`."""
+        """`write_batch` (what is left unstored of it) without the entries of the record the
+        writer rejected, which joins `letters`."""
         if exc.record is None:
             raise FatalError(f"writer rejected a batch without naming a record: {exc}") from exc
         rejected = _position(exc.record)
