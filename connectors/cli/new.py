@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import logging
 import sys
 from collections.abc import Iterator, Mapping, Sequence
-from importlib.metadata import PackageNotFoundError, version
+from importlib.metadata import PackageNotFoundError, distribution, version
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +64,29 @@ def _runtime_version() -> str | None:
         return version(DISTRIBUTION)
     except PackageNotFoundError:
         return None
+
+
+def runtime_spec() -> str | None:
+    """Where the generated repository's CI gets the runtime: the source this runtime was
+    installed from (PEP 610's direct_url.json: a git URL at its commit, or a local path),
+    so a runtime that no package index serves is still found; None (the template's default,
+    a version on the index) for a runtime installed from an index."""
+    try:
+        raw = distribution(DISTRIBUTION).read_text("direct_url.json")
+    except PackageNotFoundError:
+        return None
+    if not raw:
+        return None
+    try:
+        origin = json.loads(raw)
+        url = str(origin["url"])
+    except (ValueError, KeyError, TypeError):
+        return None
+    vcs = origin.get("vcs_info")
+    if isinstance(vcs, dict) and vcs.get("vcs") == "git":
+        commit = vcs.get("commit_id") or vcs.get("requested_revision")
+        return f"{DISTRIBUTION} @ git+{url}" + (f"@{commit}" if commit else "")
+    return f"{DISTRIBUTION} @ {url}"
 
 
 @contextlib.contextmanager
@@ -113,6 +137,9 @@ def generate(
     runtime_version = _runtime_version()
     if runtime_version is not None:
         context["__runtime_version"] = runtime_version
+    spec = runtime_spec()
+    if spec is not None:
+        context["__runtime_spec"] = spec
     try:
         with _quiet_cookiecutter():
             created = cookiecutter(

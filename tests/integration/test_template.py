@@ -290,7 +290,7 @@ def test_the_proto_passes_buf_lint_and_a_breaking_change_is_refused(repo: Path, 
         [str(buf), "breaking", "--against", ".git#branch=main"],
         cwd=repo, capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
-    proto.write_text(original.replace("bool deleted = 7;", "bool deleted = 7;\n  string x = 8;"))
+    proto.write_text(original.replace("bool deleted = 7;", "bool deleted = 7;\n  string x = 9;"))
     added = subprocess.run(
         [str(buf), "breaking", "--against", ".git#branch=main"],
         cwd=repo, capture_output=True, text=True, timeout=120, check=False,

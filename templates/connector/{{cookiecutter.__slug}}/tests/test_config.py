@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from importlib.metadata import entry_points
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -28,6 +29,10 @@ def env_example() -> dict[str, str]:
 def test_connector_check_accepts_the_example_environment() -> None:
     env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG")}
     env.update(env_example())
+    installed = {ep.name for ep in entry_points(group="connectors.transforms")}
+    if "{{ cookiecutter.transform_name }}" not in installed:  # not installed: from src/, as `make run`
+        env["PYTHONPATH"] = str(ROOT / "src")
+        env["TRANSFORM_MODULES"] = "{{ cookiecutter.__package }}.transform"
 
     done = subprocess.run(
         [sys.executable, "-m", "connectors.cli", "check"],

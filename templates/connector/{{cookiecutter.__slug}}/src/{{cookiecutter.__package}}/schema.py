@@ -16,7 +16,9 @@ from google.protobuf.descriptor_pb2 import FileDescriptorSet
 
 DESCRIPTOR_SET = files(__package__).joinpath("schema.binpb")
 INPUT_TYPE = "{{ cookiecutter.protobuf_message }}"
+{%- if cookiecutter.writer in ("kv", "kafka") %}
 OUTPUT_TYPE = "{{ cookiecutter.__proto_package }}.{{ cookiecutter.__view }}"
+{%- endif %}
 
 
 def _load() -> None:
@@ -41,4 +43,6 @@ def message_class(full_name: str) -> Any:
 
 _load()
 {{ cookiecutter.__message }}: Any = message_class(INPUT_TYPE)
+{%- if cookiecutter.writer in ("kv", "kafka") %}
 {{ cookiecutter.__view }}: Any = message_class(OUTPUT_TYPE)
+{%- endif %}
