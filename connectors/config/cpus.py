@@ -12,8 +12,11 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Annotated, Any
 
-__all__ = ["CPU_MAX", "available_cpus"]
+from pydantic import BeforeValidator
+
+__all__ = ["CPU_MAX", "Workers", "available_cpus", "workers_or_auto"]
 
 CPU_MAX = Path("/sys/fs/cgroup/cpu.max")
 
@@ -40,3 +43,14 @@ def available_cpus(cpu_max: Path = CPU_MAX) -> int:
     if quota is not None:
         count = min(count, int(quota))
     return max(1, count)
+
+
+def workers_or_auto(value: Any) -> Any:
+    """`WORKERS`: `auto` becomes the CPUs this process may use (at most 64)."""
+    if isinstance(value, str) and value.strip().lower() == "auto":
+        return min(64, available_cpus())
+    return value
+
+
+#: The type of `WORKERS`: a count, `auto` resolved at validation.
+Workers = Annotated[int, BeforeValidator(workers_or_auto)]

@@ -21,7 +21,7 @@ from pydantic_settings import (
 )
 
 from connectors.config import names
-from connectors.config.cpus import available_cpus
+from connectors.config.cpus import Workers
 from connectors.core.errors import Problem, quoted
 
 Names = Annotated[tuple[str, ...], NoDecode]
@@ -107,7 +107,7 @@ class RuntimeSettings(Settings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         "INFO", description="DEBUG, INFO, WARNING or ERROR"
     )
-    workers: int = Field(
+    workers: Workers = Field(
         1, ge=1, le=64, description="a number of processes 1-64, or auto (one per CPU it may use)"
     )
 
@@ -155,13 +155,6 @@ class RuntimeSettings(Settings):
     @classmethod
     def _upper(cls, value: Any) -> Any:
         return value.upper() if isinstance(value, str) else value
-
-    @field_validator("workers", mode="before")
-    @classmethod
-    def _auto(cls, value: Any) -> Any:
-        if isinstance(value, str) and value.strip().lower() == "auto":
-            return min(64, available_cpus())
-        return value
 
 
 def readable_file(value: str | None) -> str | None:
