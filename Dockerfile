@@ -6,6 +6,11 @@
 # A connector with its own transform builds FROM this image (see templates/connector).
 # Stages: `build` installs the package and its optional writers into a venv; the final stage
 # copies only that venv onto a clean slim base, so compilers, pip caches and sources stay out.
+#
+# PYTHON_IMAGE: any Debian-based image with Python 3.11 as `python` and the venv module
+# (`make test-image` builds on one made locally with debootstrap). wheelhouse/: when it holds
+# wheels (`pip wheel -w wheelhouse '.[redis,s3,http]'`), the install is offline and
+# reproducible from them alone (--no-index); empty, dependencies come from the package index.
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
 FROM ${PYTHON_IMAGE} AS build
@@ -20,8 +25,10 @@ COPY readers/ readers/
 COPY writers/ writers/
 COPY transforms/ transforms/
 COPY templates/ templates/
+COPY wheelhouse/ /wheelhouse/
 # Every writer's extra, so that WRITER=... needs no other image.
-RUN /opt/connector/bin/pip install ".[redis,s3,http]"
+RUN if ls /wheelhouse/*.whl >/dev/null 2>&1; then export PIP_NO_INDEX=1; fi; \
+    /opt/connector/bin/pip install --find-links=/wheelhouse ".[redis,s3,http]"
 
 FROM ${PYTHON_IMAGE} AS runtime
 LABEL org.opencontainers.image.title="kafka-connectors" \
@@ -39,7 +46,7 @@ ENV PATH=/opt/connector/bin:$PATH \
 USER 10001:10001
 WORKDIR /var/lib/connector
 EXPOSE 9464
-# /livez answers 200 once the broker answers a cheap request; slim images have no curl.
+# /livez answers 200 unless the pipeline is wedged; slim images have no curl.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
   CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/livez' % (os.environ.get('METRICS_PORT') or '9464'), timeout=4)"]
 STOPSIGNAL SIGTERM

@@ -1,4 +1,4 @@
-.PHONY: setup demo test bench protos test-faults
+.PHONY: setup demo test bench protos test-faults test-image
 
 setup:
 	scripts/setup
@@ -11,6 +11,9 @@ test:
 
 protos:
 	scripts/build-protos
+
+test-image:
+	scripts/test-image
 
 test-faults:
 	scripts/setup

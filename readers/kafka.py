@@ -360,8 +360,18 @@ class KafkaReader:
         consumer.resume(*consumer.assignment())
 
     async def close(self) -> None:
-        if self._consumer is not None:
+        """Leave the group. With the broker out of reach, aiokafka's fetcher re-raises the
+        cancellation of its own fetch tasks out of `stop()`; that is not a cancellation of
+        ours, and must not turn a clean stop during an outage into a crash."""
+        if self._consumer is None:
+            return
+        try:
             await self._consumer.stop()
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise
+            _log.warning("the consumer stopped with the broker out of reach")
 
 
 def _build(settings: KafkaSettings, context: ReaderContext) -> KafkaReader:

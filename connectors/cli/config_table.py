@@ -123,10 +123,13 @@ MEANINGS: Mapping[str, str] = {
     "or `text`",
     "LOG_PROGRESS_INTERVAL_S": "seconds between progress lines (records, rate, lag)",
     "HEALTH_STUCK_AFTER_S": "a partition behind whose committed offset has not moved for this "
-    "long is `stuck`",
+    "long is `stuck` (`blocked` while a call waits to be retried)",
     "HEALTH_SAMPLE_INTERVAL_S": "how often committed and end offsets are sampled for "
     "`/healthz` and the lag gauges",
     "HEALTH_TIMEOUT_S": "per broker call made by the health checks",
+    "HEALTH_WEDGED_AFTER_S": "a stage (decode, transform, write, ...) running this long "
+    "without waiting to retry anything is wedged and fails `/livez`; a stage waiting on a "
+    "dependency is `blocked` instead and never fails it",
     "OTEL_SDK_DISABLED": "`true` turns tracing off whatever else is set",
     "OTEL_TRACES_EXPORTER": "where spans go; tracing is on when this or an endpoint is set "
     "(see [docs/observability.md](docs/observability.md); the SDK reads its other `OTEL_*` "

@@ -46,6 +46,17 @@ class HealthSettings(Settings):
         10.0, gt=0, le=3600, description="seconds 0-3600 between offset samples"
     )
     timeout_s: float = Field(5.0, gt=0, le=120, description="seconds 0-120 per broker call")
+    wedged_after_s: float | None = Field(
+        None,
+        gt=0,
+        le=86_400,
+        description="seconds 0-86400 one stage may run before /livez fails "
+        "(default HEALTH_STUCK_AFTER_S)",
+    )
+
+    @property
+    def wedge_deadline_s(self) -> float:
+        return self.wedged_after_s if self.wedged_after_s is not None else self.stuck_after_s
 
 
 Sampler = Literal[

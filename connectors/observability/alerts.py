@@ -10,7 +10,9 @@ Severity says who is woken: `page` only where a person must act (a partition tha
 moving, a writer or Kafka failing every attempt, a connector that commits nothing or is
 gone); `chat` for what can wait for working hours (lag growing, dead letters, a writer that
 fails now and then or is slow, offsets that cannot be read). Each rule names its runbook section in
-docs/observability.md.
+docs/observability.md: `runbook` as a path in the repository, and `runbook_url`, the link
+an Alertmanager receiver shows, when `ALERTS_RUNBOOK_BASE_URL` (or `--runbook-base-url`)
+says where the docs are served (`<base>/observability.md#<section>`).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ RUNBOOK = "docs/observability.md"
 _DURATION = re.compile(r"^(\d+)(s|m|h|d)$")
 _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,200}$")
+_BASE_URL = re.compile(r"^https?://[^\s'#?]+$")
 
 
 @dataclass(frozen=True)
@@ -222,8 +225,9 @@ def _seconds(duration: str) -> int:
     return int(found.group(1)) * _UNIT_S[found.group(2)]
 
 
-def render(found: Sequence[Rule], group: str = "connector") -> str:
+def render(found: Sequence[Rule], group: str = "connector", runbook_base_url: str = "") -> str:
     """A Prometheus rules file; strings in single quotes, YAML's quoting without escapes."""
+    base = runbook_base_url.rstrip("/")
 
     def q(text: str) -> str:
         return "'" + text.replace("'", "''") + "'"
@@ -247,6 +251,8 @@ def render(found: Sequence[Rule], group: str = "connector") -> str:
             f"          description: {q(r.description)}",
             f"          runbook: {q(f'{RUNBOOK}#{r.anchor}')}",
         ]
+        if base:
+            lines.append(f"          runbook_url: {q(f'{base}/observability.md#{r.anchor}')}")
     return "\n".join(lines) + "\n"
 
 
@@ -260,9 +266,14 @@ def cmd_alerts(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         windows = Windows(stuck=args.stuck, stuck_for=args.stuck_for)
     except ValueError as exc:
         raise ConfigError([Problem("--stuck/--stuck-for", str(exc), None)]) from exc
-    sys.stdout.write(
-        render(rules(name, windows), group=f"connector-{name}" if name else "connector")
-    )
+    base = args.runbook_base_url or environ.get("ALERTS_RUNBOOK_BASE_URL", "")
+    if base and not _BASE_URL.match(base):
+        expected = (
+            "an http(s) URL where docs/ is served, e.g. https://git.example.com/connectors/docs"
+        )
+        raise ConfigError([Problem("ALERTS_RUNBOOK_BASE_URL", expected, base)])
+    group = f"connector-{name}" if name else "connector"
+    sys.stdout.write(render(rules(name, windows), group=group, runbook_base_url=base))
     return 0
 
 
@@ -273,6 +284,11 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--all", action="store_true", help="rules matching every connector")
     p.add_argument("--stuck", default=Windows.stuck, help="unmoving committed offset window")
     p.add_argument("--stuck-for", default=Windows.stuck_for, help="how long before paging")
+    p.add_argument(
+        "--runbook-base-url",
+        default="",
+        help="where docs/ is served; adds runbook_url (default: ALERTS_RUNBOOK_BASE_URL)",
+    )
     p.set_defaults(handler=cmd_alerts)
 
 

@@ -13,10 +13,11 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
 from typing import TypeVar
 
 from connectors.config.settings import RetrySettings
-from connectors.core.errors import FatalError, RetriableError
+from connectors.core.errors import FatalError, RetriableError, one_line
 from connectors.core.reader import Reader
 from connectors.runtime.instruments import Instruments
 
@@ -25,12 +26,29 @@ _log = logging.getLogger("connectors.runtime.retry")
 T = TypeVar("T")
 
 
+@dataclass(frozen=True, slots=True)
+class Waiting:
+    """A call that failed retriably and waits for its next attempt: `stage` (write,
+    transform, poll, commit, writer.start, ...), the last failure, and the
+    `time.monotonic()` of the first failure of this run of them."""
+
+    stage: str
+    reason: str
+    since: float
+    attempt_started: float | None = None
+    """When the attempt running now began; None between attempts."""
+
+
 class Abandoned(Exception):  # noqa: N818 - control flow, caught by the runner
     """A stop request arrived while a call waited for its next attempt; what it was for
     (a batch) is not committed."""
 
 
 class Retrier:
+    """Retries calls; `waiting` says, to any thread, which call is waiting for its next
+    attempt, why and since when (None while nothing is): the health checks tell a pipeline
+    blocked on a dependency from a wedged one by it."""
+
     def __init__(
         self,
         settings: RetrySettings,
@@ -42,6 +60,7 @@ class Retrier:
         self._reader = reader
         self._instruments = instruments
         self._stopping = stopping
+        self.waiting: Waiting | None = None
 
     async def __call__(self, stage: str, call: Callable[[], Awaitable[T]], *, keepalive: bool) -> T:
         """`call()` until it succeeds; raises Abandoned when a stop request ends the wait.
@@ -50,8 +69,18 @@ class Retrier:
         group sees a live member (no rebalance) and nothing new is fetched into memory;
         it is resumed once the call succeeds.
         """
+        try:
+            return await self._attempts(stage, call, keepalive=keepalive)
+        finally:
+            self.waiting = None
+
+    async def _attempts(
+        self, stage: str, call: Callable[[], Awaitable[T]], *, keepalive: bool
+    ) -> T:
         attempt = 0
         while True:
+            if self.waiting is not None:
+                self.waiting = replace(self.waiting, attempt_started=time.monotonic())
             try:
                 result = await call()
             except RetriableError as exc:
@@ -61,6 +90,8 @@ class Retrier:
                 attempt = 1 if exc.stored else attempt + 1
                 delay = self._delay(stage, attempt, exc)
                 self._instruments.retried(stage)
+                since = self.waiting.since if self.waiting is not None else time.monotonic()
+                self.waiting = Waiting(stage, one_line(str(exc))[:300], since)
                 _log.warning(
                     "%s failed (attempt %d), retrying in %.2fs: %s", stage, attempt, delay, exc
                 )

@@ -39,7 +39,7 @@ from connectors.runtime.accumulator import Accumulator
 from connectors.runtime.catch_up import CatchUp
 from connectors.runtime.instruments import Instruments
 from connectors.runtime.poison import Breaker
-from connectors.runtime.retry import Abandoned, Retrier
+from connectors.runtime.retry import Abandoned, Retrier, Waiting
 
 _log = logging.getLogger("connectors.runtime.runner")
 
@@ -109,6 +109,12 @@ class Runner:
         idle or polling) and the `time.monotonic()` it began: a stage that began long ago
         is a wedged pipeline. Safe to read from any thread."""
         return self._activity
+
+    def blocked(self) -> Waiting | None:
+        """The call waiting on a dependency now (the writer, a transform's lookup, the
+        broker) and why, None when none is: waiting is not wedged, and a restart would not
+        help it. Safe to read from any thread."""
+        return self._retry.waiting
 
     async def run(self) -> None:
         """Start, loop until stopped (or caught up), close; a stop request during a retry

@@ -13,6 +13,7 @@ from contextlib import redirect_stdout
 from pathlib import Path
 
 import pytest
+import yaml
 from prometheus_client import Counter, Histogram
 
 from connectors.core.errors import ConfigError
@@ -135,6 +136,32 @@ def test_connector_alerts_prints_rules_for_connector_name(tmp_path: Path) -> Non
     bad = top.parse_args(["alerts", "--stuck", "soon"])
     with pytest.raises(ConfigError):
         bad.handler(bad, {"CONNECTOR_NAME": "edge-sync"})
+
+
+def test_runbook_url_links_each_rule_to_its_section_from_a_configured_base() -> None:
+    top = argparse.ArgumentParser()
+    alerts.add_parser(top.add_subparsers(dest="command"))
+    args = top.parse_args(["alerts", "--all"])
+    out = io.StringIO()
+    base = "https://git.example.com/platform/connectors/-/blob/main/docs/"
+    with redirect_stdout(out):
+        assert args.handler(args, {"ALERTS_RUNBOOK_BASE_URL": base}) == 0
+    found = yaml.safe_load(out.getvalue())["groups"][0]["rules"]
+    anchors = set(
+        re.findall(r'<a id="([\w-]+)"></a>', (ROOT / "docs/observability.md").read_text())
+    )
+    assert len(found) == len(alerts.rules())
+    for rule in found:
+        url = rule["annotations"]["runbook_url"]
+        prefix = "https://git.example.com/platform/connectors/-/blob/main/docs/observability.md#"
+        assert url.startswith(prefix), url
+        assert url.removeprefix(prefix) in anchors, url
+    flagged = top.parse_args(["alerts", "--all", "--runbook-base-url", "http://docs.internal"])
+    with redirect_stdout(io.StringIO()) as printed:
+        flagged.handler(flagged, {})
+    assert "runbook_url: 'http://docs.internal/observability.md#" in printed.getvalue()
+    with pytest.raises(ConfigError, match="ALERTS_RUNBOOK_BASE_URL"):
+        args.handler(args, {"ALERTS_RUNBOOK_BASE_URL": "docs/observability.md"})
 
 
 def dashboard_exprs() -> list[str]:

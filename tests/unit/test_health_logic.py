@@ -15,13 +15,16 @@ from connectors.core.records import TopicPartition
 from connectors.kafka.errors import Where
 from connectors.kafka.offsets import OffsetsUnavailable, unavailable
 from connectors.observability.health import (
+    Blocked,
     ConsumerCheck,
     Observation,
     PartitionHealth,
+    Waiting,
     Wedged,
     judge,
     wedged,
 )
+from connectors.runtime.retry import Waiting as RetryWaiting
 
 STUCK_AFTER = 60.0
 
@@ -135,12 +138,22 @@ class FakeStatus:
     commit_interval_s = 0.0
     kafka = KafkaSettings()
 
-    def __init__(self, partitions: set[TopicPartition], activity: tuple[str | None, float]):
+    def __init__(
+        self,
+        partitions: set[TopicPartition],
+        activity: tuple[str | None, float],
+        waiting: Waiting | None = None,
+    ):
         self.partitions = partitions
         self.now_doing = activity
+        self.waiting = waiting
+        self.joined = True
 
     def activity(self) -> tuple[str | None, float]:
         return self.now_doing
+
+    def blocked(self) -> Waiting | None:
+        return self.waiting
 
     async def assignment(self) -> set[TopicPartition]:
         return set(self.partitions)
@@ -185,6 +198,49 @@ def test_a_wedged_stage_makes_idle_partitions_unhealthy_and_recovers() -> None:
     status.now_doing = (None, STUCK_AFTER + 1)
     report = asyncio.run(check(status, offsets, STUCK_AFTER + 2).run())
     assert report.wedged is None and report.healthy
+
+
+def test_a_stage_waiting_on_a_dependency_is_blocked_not_wedged() -> None:
+    """The writer's target has been down for twice the deadline: the write stage is long,
+    but it is waiting to retry, which a restart cannot cure. The partition behind it is
+    `blocked` with the reason, not `stuck`, and nothing is wedged."""
+    waiting = RetryWaiting("write", "HTTP 503 from https://sink", since=5.0)
+    status = FakeStatus({("t", 0)}, ("write", 0.0), waiting)
+    fake: Any = FakeOffsets({("t", 0): 10})
+    fake.fetch = _behind(committed=4, end=10)
+    probe = ConsumerCheck(status, fake, STUCK_AFTER, STUCK_AFTER, clock=lambda: 1.0)
+    asyncio.run(probe.run())  # the first look: progressing
+    probe._clock = lambda: 2 * STUCK_AFTER + 5
+    report = asyncio.run(probe.run())
+    assert report.wedged is None and probe.wedge() is None
+    assert [p.reason for p in report.partitions] == ["blocked"] and not report.healthy
+    assert report.blocked == Blocked("write", "HTTP 503 from https://sink", 2 * STUCK_AFTER)
+
+    # The dependency is back but the retried attempt itself hangs past the deadline.
+    status.waiting = RetryWaiting("write", "HTTP 503", since=5.0, attempt_started=10.0)
+    probe._clock = lambda: 10.0 + STUCK_AFTER + 1
+    found = probe.wedge()
+    assert found is not None and found.stage == "write" and found.for_s == STUCK_AFTER + 1
+
+
+def test_stuck_without_waiting_on_anything_stays_stuck() -> None:
+    status = FakeStatus({("t", 0)}, (None, 0.0))
+    fake: Any = FakeOffsets({("t", 0): 10})
+    fake.fetch = _behind(committed=4, end=10)
+    probe = ConsumerCheck(status, fake, STUCK_AFTER, STUCK_AFTER, clock=lambda: 1.0)
+    asyncio.run(probe.run())
+    probe._clock = lambda: STUCK_AFTER + 2
+    report = asyncio.run(probe.run())
+    assert [p.reason for p in report.partitions] == ["stuck"] and report.blocked is None
+
+
+def _behind(committed: int, end: int) -> Any:
+    async def fetch(
+        partitions: set[TopicPartition],
+    ) -> tuple[dict[TopicPartition, int | None], dict[TopicPartition, int]]:
+        return {tp: committed for tp in partitions}, {tp: end for tp in partitions}
+
+    return fetch
 
 
 def test_offsets_refused_by_the_broker_are_reported_as_such() -> None:

@@ -10,7 +10,9 @@ health endpoints on METRICS_PORT, the ConfigMap and Secret carry exactly the var
 
 from __future__ import annotations
 
+import json
 import re
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -77,6 +79,31 @@ def resources(directory: Path) -> list[dict[str, Any]]:
     return docs
 
 
+#: Kinds defined by CRDs, validated against the CRDs' own schemas (tests/k8s/validate.mjs).
+CUSTOM_KINDS = {"PodMonitor", "ScaledObject"}
+K8S_TOOLS = ROOT / "tests" / "k8s"
+
+
+def optional_resources(directory: Path) -> list[dict[str, Any]]:
+    """What is applied only on request (KEDA autoscaling)."""
+    return [
+        doc
+        for path in sorted((directory / "keda").glob("*.yaml"))
+        for doc in yaml.safe_load_all(path.read_text())
+        if doc
+    ]
+
+
+def secret_names(directory: Path) -> dict[str, str]:
+    """The variables of the generated Secret, from the committed example of its env file."""
+    values = {}
+    for line in (directory / "secrets.env.example").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, _, value = line.partition("=")
+            values[name] = value
+    return values
+
+
 def one(docs: list[dict[str, Any]], kind: str) -> dict[str, Any]:
     found = [d for d in docs if d["kind"] == kind]
     assert len(found) == 1, f"expected one {kind}, found {len(found)}"
@@ -98,14 +125,91 @@ def test_every_manifest_validates_against_the_kubernetes_schemas(
 ) -> None:
     checked, errors = 0, []
     for where, directory in manifest_dirs(generated):
-        for doc in resources(directory):
+        for doc in resources(directory) + optional_resources(directory):
+            if doc["kind"] in CUSTOM_KINDS:
+                continue
             try:
                 kubernetes_validate.validate(doc, version, strict=True)
             except kubernetes_validate.ValidationError as exc:
                 errors.append(f"{where} {doc['kind']} at {list(exc.path)}: {exc.message}")
             checked += 1
     assert not errors, "\n".join(errors)
+    # ConfigMap, Deployment, PodDisruptionBudget in each place.
     assert checked == 3 * (len(WRITER_CHOICES) + 1)
+
+
+@pytest.fixture(scope="module")
+def crd_validator() -> Path:
+    """The CRD schemas from the npm registry (installed once, then offline)."""
+    if not (K8S_TOOLS / "node_modules").is_dir():
+        subprocess.run(
+            ["npm", "ci", "--no-audit", "--no-fund", "--silent"],
+            cwd=K8S_TOOLS,
+            check=True,
+            timeout=300,
+        )
+    return K8S_TOOLS / "validate.mjs"
+
+
+def validate_custom(validator: Path, docs: list[tuple[str, dict[str, Any]]]) -> str:
+    done = subprocess.run(
+        ["node", str(validator)],
+        input=json.dumps(docs),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    return done.stdout + done.stderr if done.returncode else ""
+
+
+def test_custom_resources_validate_against_their_crds(
+    generated: dict[str, Path], crd_validator: Path
+) -> None:
+    docs = [
+        (where, doc)
+        for where, directory in manifest_dirs(generated)
+        for doc in resources(directory) + optional_resources(directory)
+        if doc["kind"] in CUSTOM_KINDS
+    ]
+    assert sorted({doc["kind"] for _, doc in docs}) == ["PodMonitor", "ScaledObject"]
+    assert len(docs) == 2 * (len(WRITER_CHOICES) + 1)
+    assert validate_custom(crd_validator, docs) == ""
+    # The validator does catch a misfit: the scaler's lag threshold as a number, no target.
+    broken = dict(docs[-1][1], spec={"triggers": [{"type": "kafka", "metadata": {"x": 1}}]})
+    assert "scaleTargetRef" in validate_custom(crd_validator, [("broken", broken)])
+
+
+def test_no_secret_with_placeholder_values_is_applied(generated: dict[str, Path]) -> None:
+    """`kubectl apply -k` applies no Secret from the repository: it is generated from a
+    git-ignored env file, so a placeholder can never overwrite the real one."""
+    for where, directory in manifest_dirs(generated):
+        assert not [d for d in resources(directory) if d["kind"] == "Secret"], where
+        kustomization = yaml.safe_load((directory / "kustomization.yaml").read_text())
+        (generator,) = kustomization["secretGenerator"]
+        assert generator["envs"] == ["secrets.env"], where
+        assert not (directory / "secrets.env").exists(), where
+        ignores = [directory / ".gitignore", directory.parent / ".gitignore"]
+        ignored = "".join(p.read_text() for p in ignores if p.exists())
+        assert "secrets.env" in ignored, f"{where}: secrets.env is not git-ignored"
+        deployment = one(resources(directory), "Deployment")
+        (container,) = deployment["spec"]["template"]["spec"]["containers"]
+        refs = {r["secretRef"]["name"] for r in container["envFrom"] if "secretRef" in r}
+        assert refs == {generator["name"]}, where
+
+
+def test_liveness_cannot_restart_pods_for_a_dependency_that_is_down(
+    generated: dict[str, Path],
+) -> None:
+    """/healthz turns unhealthy while a sink is down (every partition blocked or stuck);
+    only /livez, which fails for a wedged pipeline alone, may restart a pod."""
+    for where, directory in manifest_dirs(generated):
+        (container,) = one(resources(directory), "Deployment")["spec"]["template"]["spec"][
+            "containers"
+        ]
+        assert container["livenessProbe"]["httpGet"]["path"] == "/livez", where
+        budget = one(resources(directory), "PodDisruptionBudget")["spec"]
+        assert budget["maxUnavailable"] == 1, where
 
 
 def test_kustomization_lists_every_manifest(generated: dict[str, Path]) -> None:
@@ -133,7 +237,7 @@ def test_probes_and_scraping_use_the_runtime_endpoints_on_metrics_port(
             assert port == METRICS_PORT, f"{where} {probe} port {get['port']}"
             paths[probe] = get["path"]
         assert paths == {
-            "livenessProbe": "/healthz",
+            "livenessProbe": "/livez",
             "readinessProbe": "/readyz",
             "startupProbe": "/livez",
         }, where
@@ -170,18 +274,20 @@ def test_config_and_secret_carry_exactly_the_env_example(generated: dict[str, Pa
     for writer, repo in generated.items():
         docs = resources(repo / "k8s")
         config = one(docs, "ConfigMap")
-        secret = one(docs, "Secret")
-        stored = secret.get("stringData") or {}
+        stored = secret_names(repo / "k8s")
         names = set(env_example(repo))
 
         assert set(config["data"]) | set(stored) == names, writer
         assert not set(config["data"]) & set(stored), writer
+        (generator,) = yaml.safe_load((repo / "k8s/kustomization.yaml").read_text())[
+            "secretGenerator"
+        ]
         (container,) = one(docs, "Deployment")["spec"]["template"]["spec"]["containers"]
         sources = {
             ref.get("configMapRef", {}).get("name") or ref["secretRef"]["name"]
             for ref in container["envFrom"]
         }
-        assert sources == {config["metadata"]["name"], secret["metadata"]["name"]}, writer
+        assert sources == {config["metadata"]["name"], generator["name"]}, writer
 
 
 def _secret_names(model: Any) -> set[str]:
@@ -212,7 +318,7 @@ def test_the_env_example_sets_every_variable_of_its_writer(
     assert RUNTIME_VARIABLES <= names
     assert writer_names <= names, f"missing: {sorted(writer_names - names)}"
     assert names <= known, f"not read by the runtime: {sorted(names - known)}"
-    secret = one(resources(repo / "k8s"), "Secret").get("stringData") or {}
+    secret = secret_names(repo / "k8s")
     must_hide = (_secret_names(settings) | SECRET_BY_CONTENT | AWS_CREDENTIALS) & names
     assert must_hide <= set(secret), f"in the ConfigMap but secret: {sorted(must_hide)}"
 

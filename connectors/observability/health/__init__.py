@@ -12,10 +12,13 @@ Offsets are read from the brokers by `connectors.kafka.offsets`.
 from connectors.config.observability import HealthSettings
 from connectors.observability.health.check import ConsumerCheck, ConsumerReport
 from connectors.observability.health.judge import (
+    Blocked,
     Observation,
     PartitionHealth,
     Reason,
+    Waiting,
     Wedged,
+    blocked,
     judge,
     wedged,
 )
@@ -24,6 +27,7 @@ from connectors.observability.health.status import Activity, PipelineStatus, Run
 
 __all__ = [
     "Activity",
+    "Blocked",
     "ConsumerCheck",
     "ConsumerReport",
     "HealthServer",
@@ -34,7 +38,9 @@ __all__ = [
     "Reason",
     "RunnerStatus",
     "Running",
+    "Waiting",
     "Wedged",
+    "blocked",
     "judge",
     "wedged",
 ]

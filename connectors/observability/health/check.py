@@ -20,10 +20,12 @@ from connectors.core.records import TopicPartition
 from connectors.kafka.offsets import BrokerOffsets, OffsetsUnavailable
 from connectors.observability import metrics
 from connectors.observability.health.judge import (
+    Blocked,
     Observation,
     PartitionHealth,
     Reason,
     Wedged,
+    blocked,
     judge,
     wedged,
 )
@@ -39,6 +41,7 @@ class ConsumerReport:
     partitions: tuple[PartitionHealth, ...]
     error: str | None = None
     wedged: Wedged | None = None
+    blocked: Blocked | None = None
 
     @property
     def healthy(self) -> bool:
@@ -73,11 +76,12 @@ class ConsumerCheck:
 
     async def run(self) -> ConsumerReport:
         async with self._lock:
+            waiting = blocked(self._status.blocked(), self._clock())
             stuck = self._wedge()
             partitions = await self._status.assignment()
             if not partitions:
                 self._keep_only(set())
-                return ConsumerReport((), wedged=stuck)
+                return ConsumerReport((), wedged=stuck, blocked=waiting)
             try:
                 committed, ends = await self._offsets.fetch(partitions)
             except OffsetsUnavailable as exc:
@@ -86,18 +90,24 @@ class ConsumerCheck:
                 found = tuple(
                     PartitionHealth(t, p, reason, None, None) for t, p in sorted(partitions)
                 )
-                report = ConsumerReport(found, str(exc), stuck)
+                report = ConsumerReport(found, str(exc), stuck, waiting)
                 self._note_transitions(report)
                 return report
-            report = ConsumerReport(self._judged(partitions, committed, ends), wedged=stuck)
+            judged = self._judged(partitions, committed, ends, waiting)
+            report = ConsumerReport(judged, wedged=stuck, blocked=waiting)
             self._keep_only(partitions)
             self._export(report)
             self._note_transitions(report)
             return report
 
+    def wedge(self) -> Wedged | None:
+        """The stage running for too long, if any, without logging: for `/livez`."""
+        status = self._status
+        return wedged(status.activity(), self._clock(), self._wedged_after_s, status.blocked())
+
     def _wedge(self) -> Wedged | None:
         """The stage running for too long, if any; logged when it starts and ends."""
-        found = wedged(self._status.activity(), self._clock(), self._wedged_after_s)
+        found = self.wedge()
         stage = None if found is None else found.stage
         if found is not None and stage != self._wedged_stage:
             _log.warning(
@@ -117,7 +127,10 @@ class ConsumerCheck:
         partitions: set[TopicPartition],
         committed: dict[TopicPartition, int | None],
         ends: dict[TopicPartition, int],
+        waiting: Blocked | None,
     ) -> tuple[PartitionHealth, ...]:
+        """Each partition's reason; one that would be `stuck` while the pipeline waits on a
+        dependency is `blocked`: the same lag, another cause and another remedy."""
         now = self._clock()
         found = []
         for tp in sorted(partitions):
@@ -126,6 +139,8 @@ class ConsumerCheck:
             )
             if seen is not None:
                 self._seen[tp] = seen
+            if reason == "stuck" and waiting is not None:
+                reason = "blocked"
             since = seen.behind_since if seen is not None else None
             found.append(
                 PartitionHealth(
@@ -180,6 +195,13 @@ class ConsumerCheck:
                 p.reason,
                 p.committed,
                 p.end,
-                f" ({report.error})" if report.error else "",
+                f" ({report.error})" if report.error else _why(report),
                 extra={"topic": p.topic, "partition": p.partition, "reason": p.reason},
             )
+
+
+def _why(report: ConsumerReport) -> str:
+    waiting = report.blocked
+    if waiting is None:
+        return ""
+    return f" ({waiting.stage} waiting {waiting.for_s:.0f}s: {waiting.reason})"

@@ -7,19 +7,36 @@ and with the previous look. One change: "did not move since the previous check" 
 a slow consumer look stuck.
 
 Per process, a stage (decode, transform, write, dead-letter, commit) that has run for
-longer than `stuck_after_s` is *wedged*. That is seen even before any partition is
+longer than the wedge deadline is *wedged*. That is seen even before any partition is
 assigned or any offset exists: a transform that hangs in the first batch leaves nothing
-behind for the offset check to find.
+behind for the offset check to find. A stage that is waiting to retry a call that failed
+retriably (the writer's target down, a transform's lookup answering 503, the broker
+unreachable) is *blocked* instead: it is waiting on the outside, which a restart cannot
+cure, so it is reported (partitions behind it are `blocked`, with the reason) but does
+not fail liveness. An attempt of such a call that itself runs past the deadline is wedged.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
-__all__ = ["HEALTHY", "Observation", "PartitionHealth", "Reason", "Wedged", "judge", "wedged"]
+__all__ = [
+    "HEALTHY",
+    "Blocked",
+    "Observation",
+    "PartitionHealth",
+    "Reason",
+    "Waiting",
+    "Wedged",
+    "blocked",
+    "judge",
+    "wedged",
+]
 
-Reason = Literal["idle", "progressing", "stuck", "offsets_unavailable", "offsets_refused"]
+Reason = Literal[
+    "idle", "progressing", "stuck", "blocked", "offsets_unavailable", "offsets_refused"
+]
 HEALTHY: frozenset[str] = frozenset({"idle", "progressing"})
 
 
@@ -104,11 +121,55 @@ class Wedged:
         return {"stage": self.stage, "for_s": round(self.for_s, 1)}
 
 
-def wedged(activity: tuple[str | None, float], now: float, stuck_after_s: float) -> Wedged | None:
+class Waiting(Protocol):
+    """A call of the pipeline waiting to be retried (the runtime's `Retrier.waiting`)."""
+
+    @property
+    def stage(self) -> str: ...
+
+    @property
+    def reason(self) -> str: ...
+
+    @property
+    def since(self) -> float: ...
+
+    @property
+    def attempt_started(self) -> float | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Blocked:
+    """A stage waiting on a dependency for `for_s` seconds; `reason` is its last failure."""
+
+    stage: str
+    reason: str
+    for_s: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"stage": self.stage, "reason": self.reason, "for_s": round(self.for_s, 1)}
+
+
+def blocked(waiting: Waiting | None, now: float) -> Blocked | None:
+    if waiting is None:
+        return None
+    return Blocked(waiting.stage, waiting.reason, now - waiting.since)
+
+
+def wedged(
+    activity: tuple[str | None, float],
+    now: float,
+    stuck_after_s: float,
+    waiting: Waiting | None = None,
+) -> Wedged | None:
     """The stage running for `stuck_after_s` or longer, from the pipeline's `activity()`
     (the stage running now, or None when idle or polling, and when it began); None when
-    the pipeline is idle, polling, or within its time."""
+    the pipeline is idle, polling, or within its time. While a call waits to be retried
+    (`waiting`), only its current attempt's time counts: waiting is not wedged."""
     stage, since = activity
+    if waiting is not None:
+        if waiting.attempt_started is None:
+            return None
+        stage, since = stage or waiting.stage, waiting.attempt_started
     if stage is None:
         return None
     running_for = now - since

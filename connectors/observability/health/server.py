@@ -30,9 +30,10 @@ from prometheus_client.exposition import choose_encoder
 
 from connectors.config.observability import HealthSettings
 from connectors.core.errors import FatalError
-from connectors.kafka.offsets import BrokerOffsets, OffsetsUnavailable
+from connectors.kafka.offsets import BrokerOffsets
 from connectors.observability import metrics
 from connectors.observability.health.check import ConsumerCheck
+from connectors.observability.health.judge import blocked
 from connectors.observability.health.status import PipelineStatus
 
 __all__ = ["Answer", "HealthServer", "answer", "cannot_listen"]
@@ -197,7 +198,7 @@ class HealthServer:
             status.kafka, status.group_id, f"{status.connector}-health", settings.timeout_s
         )
         self._check = ConsumerCheck(
-            status, self._offsets, self._stuck_after_s, settings.stuck_after_s
+            status, self._offsets, self._stuck_after_s, settings.wedge_deadline_s
         )
         try:
             server = await asyncio.start_server(self._handle, self._host, self._requested_port)
@@ -249,15 +250,23 @@ class HealthServer:
             return _json(500, {"error": f"{type(exc).__name__}: {exc}"})
 
     async def _livez(self) -> Answer:
-        assert self._offsets is not None  # noqa: S101 - set before the server listens
-        started = time.monotonic()
-        try:
-            await self._offsets.ping()
-        except OffsetsUnavailable as exc:
-            return _json(503, {"live": False, "error": str(exc)})
-        return _json(200, {"live": True, "broker_ms": round(1000 * (time.monotonic() - started))})
+        """Fails only when a restart can help: a stage running past the wedge deadline
+        without waiting on anything. Asks no broker and no writer: a dependency that is
+        down blocks the pipeline, and restarting it would not bring the dependency back."""
+        assert self._check is not None  # noqa: S101 - set before the server listens
+        stuck = self._check.wedge()
+        waiting = blocked(self._status.blocked(), time.monotonic())
+        body = {
+            "live": stuck is None,
+            "wedged": None if stuck is None else stuck.as_dict(),
+            "blocked": None if waiting is None else waiting.as_dict(),
+        }
+        return _json(200 if stuck is None else 503, body)
 
     async def _readyz(self) -> Answer:
+        """Ready once a member of its group whose writer answers its check: a replica that
+        holds no partitions (more replicas than partitions) is ready too, or a rollout of
+        such a Deployment would never complete."""
         assigned = await self._status.assignment()
         writer = "ok"
         try:
@@ -266,8 +275,14 @@ class HealthServer:
             writer = f"check did not answer within {self._settings.timeout_s:g}s"
         except Exception as exc:  # noqa: BLE001 - any writer failure means "not ready"
             writer = f"{type(exc).__name__}: {exc}"
-        ready = bool(assigned) and writer == "ok"
-        body = {"ready": ready, "assigned_partitions": len(assigned), "writer": writer}
+        joined = self._status.joined
+        ready = joined and writer == "ok"
+        body = {
+            "ready": ready,
+            "joined": joined,
+            "assigned_partitions": len(assigned),
+            "writer": writer,
+        }
         return _json(200 if ready else 503, body)
 
     async def _healthz(self) -> Answer:
@@ -281,5 +296,6 @@ class HealthServer:
             "partitions": [p.as_dict() for p in report.partitions],
             "error": report.error,
             "wedged": None if report.wedged is None else report.wedged.as_dict(),
+            "blocked": None if report.blocked is None else report.blocked.as_dict(),
         }
         return _json(200 if report.healthy else 503, body)

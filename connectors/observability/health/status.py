@@ -19,6 +19,7 @@ from connectors.config.settings import KafkaSettings
 from connectors.core.reader import Reader
 from connectors.core.records import TopicPartition
 from connectors.core.writer import Writer, flush_policy
+from connectors.observability.health.judge import Waiting
 
 __all__ = ["Activity", "PipelineStatus", "Running", "RunnerStatus"]
 
@@ -57,6 +58,14 @@ class PipelineStatus(Protocol):
 
     def activity(self) -> Activity: ...
 
+    def blocked(self) -> Waiting | None:
+        """The call waiting to be retried now, if any; from the health server's thread."""
+
+    @property
+    def joined(self) -> bool:
+        """Whether the pipeline's consumer has started (a member of its group, holding
+        partitions or not)."""
+
     async def assignment(self) -> set[TopicPartition]: ...
 
     async def writer_check(self) -> None: ...
@@ -78,6 +87,9 @@ class Running(Protocol):
     def activity(self) -> Activity:
         """Safe to call from any thread: it reads one tuple the loop replaces whole."""
 
+    def blocked(self) -> Waiting | None:
+        """Safe to call from any thread, as `activity`."""
+
 
 class RunnerStatus:
     """A `PipelineStatus` over a runner whose reader and writer live on another loop.
@@ -96,6 +108,7 @@ class RunnerStatus:
         self._timeout_s = timeout_s
         self._last_assignment: set[TopicPartition] = set()
         self._answering = True
+        self.joined = False
         self.connector = pipeline.name
         self.group_id = pipeline.group_id
         self.kafka = pipeline.kafka
@@ -109,6 +122,9 @@ class RunnerStatus:
 
     def activity(self) -> Activity:
         return self._runner.activity()
+
+    def blocked(self) -> Waiting | None:
+        return self._runner.blocked()
 
     async def _on_pipeline(self, call: Callable[[], Awaitable[T]]) -> T:
         async def run() -> T:
@@ -133,9 +149,12 @@ class RunnerStatus:
 
         async def read() -> set[TopicPartition]:
             try:
-                return set(reader.assignment())
+                found = set(reader.assignment())
             except RuntimeError:  # not started yet, or already closed
+                self.joined = False
                 return set()
+            self.joined = True
+            return found
 
         try:
             self._last_assignment = await self._on_pipeline(read)
