@@ -156,30 +156,46 @@ def test_a_worker_that_does_not_answer_makes_the_pod_unhealthy_unready_and_not_l
     status, body = combine.healthz([fine, silent], "c", "g", 120.0)
     assert status == 503 and "worker 1: did not answer (TimeoutError)" in body["error"]
     assert body["workers"][1]["status"] == "not answering"
-    ready = combine.Answer(0, 10, 200, {"ready": True, "assigned_partitions": 3, "writer": "ok"})
-    assert combine.readyz([ready, silent])[0] == 503
-    live = combine.Answer(0, 10, 200, {"live": True, "broker_ms": 3})
+    ready = {"ready": True, "joined": True, "assigned_partitions": 3, "writer": "ok"}
+    assert combine.readyz([combine.Answer(0, 10, 200, ready), silent])[0] == 503
+    live = combine.Answer(0, 10, 200, {"live": True, "wedged": None, "blocked": None})
     assert combine.livez([live, silent])[0] == 503
-    assert combine.livez([live, combine.Answer(1, 11, 200, {"live": True, "broker_ms": 8})]) == (
+
+
+def test_livez_fails_for_a_wedged_worker_and_names_a_blocked_one() -> None:
+    waiting = {"stage": "write", "reason": "ConnectionError", "for_s": 40.0}
+    blocked = combine.Answer(1, 11, 200, {"live": True, "wedged": None, "blocked": waiting})
+    live = combine.Answer(0, 10, 200, {"live": True, "wedged": None, "blocked": None})
+    assert combine.livez([live, blocked]) == (
         200,
-        {"live": True, "broker_ms": 8},
+        {"live": True, "wedged": None, "blocked": {**waiting, "worker": 1}},
     )
+    stuck = {"stage": "transform", "for_s": 300.0}
+    wedged = combine.Answer(0, 10, 503, {"live": False, "wedged": stuck, "blocked": None})
+    status, body = combine.livez([wedged, blocked])
+    assert status == 503 and body["wedged"] == {**stuck, "worker": 0}
+    assert body["error"] == "worker 0: not live"
 
 
 def test_a_worker_without_partitions_does_not_keep_the_pod_from_being_ready() -> None:
-    holding = combine.Answer(0, 10, 200, {"ready": True, "assigned_partitions": 2, "writer": "ok"})
-    idle = combine.Answer(1, 11, 503, {"ready": False, "assigned_partitions": 0, "writer": "ok"})
-    status, body = combine.readyz([holding, idle])
-    assert status == 200 and body == {
-        "ready": True,
-        "assigned_partitions": 2,
-        "writer": "ok",
-        "workers": 2,
-    }
-    broken = combine.Answer(1, 11, 503, {"ready": False, "assigned_partitions": 0, "writer": "X"})
-    assert combine.readyz([holding, broken]) == (
-        503,
-        {"ready": False, "assigned_partitions": 2, "writer": "worker 1: X", "workers": 2},
+    def ready(assigned: int, writer: str = "ok", joined: bool = True) -> dict[str, object]:
+        return {
+            "ready": joined and writer == "ok",
+            "joined": joined,
+            "assigned_partitions": assigned,
+            "writer": writer,
+        }
+
+    holding = combine.Answer(0, 10, 200, ready(2))
+    idle = combine.Answer(1, 11, 200, ready(0))
+    assert combine.readyz([holding, idle]) == (
+        200,
+        {"ready": True, "joined": True, "assigned_partitions": 2, "writer": "ok", "workers": 2},
     )
-    nothing = combine.Answer(0, 10, 503, {"ready": False, "assigned_partitions": 0, "writer": "ok"})
-    assert combine.readyz([nothing, idle])[0] == 503
+    broken = combine.Answer(1, 11, 503, ready(0, "X"))
+    assert combine.readyz([holding, broken])[1]["writer"] == "worker 1: X"
+    joining = combine.Answer(1, 11, 503, ready(0, joined=False))
+    assert combine.readyz([holding, joining]) == (
+        503,
+        {"ready": False, "joined": False, "assigned_partitions": 2, "writer": "ok", "workers": 2},
+    )

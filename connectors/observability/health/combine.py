@@ -11,12 +11,13 @@ kubelet see one connector whatever N is, with the same endpoints and fields as o
   rebalance; `_created` timestamps keep the earliest; anything else (the build info)
   keeps the highest.
 - `/healthz`: the union of the workers' partitions, each partition once (the worse state
-  if two report it), healthy only when every worker answered healthy; errors and the
-  longest wedged stage are named with their worker; `workers` lists each one.
-- `/readyz`: ready when every worker answered, every writer check passed, and the
-  workers hold at least one partition between them (a worker that holds none, because
-  there are more workers than partitions, does not keep the pod from being ready).
-- `/livez`: live when every worker answered live.
+  if two report it), healthy only when every worker answered healthy; errors, the longest
+  wedged stage and the longest blocked one are named with their worker; `workers` lists
+  each one.
+- `/readyz`: ready when every worker answered ready (joined the group, writer check
+  passed; a worker that holds no partition is ready too); `assigned_partitions` summed.
+- `/livez`: live when every worker answered live; the longest wedged and blocked stages
+  named with their worker.
 
 A worker that does not answer makes the pod unhealthy, not ready and not live: a hole in
 the pod must show.
@@ -89,6 +90,15 @@ def _worse(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
     return b if a.get("reason") in HEALTHY and b.get("reason") not in HEALTHY else a
 
 
+def _longest(
+    found: dict[str, Any] | None, stage: dict[str, Any] | None, worker: int
+) -> dict[str, Any] | None:
+    """The stage (wedged or blocked) running the longest so far, named with its worker."""
+    if stage is None or (found is not None and stage["for_s"] <= found["for_s"]):
+        return found
+    return {**stage, "worker": worker}
+
+
 def _not_answered(answer: Answer) -> str:
     return f"worker {answer.worker}: did not answer ({answer.error})"
 
@@ -100,6 +110,7 @@ def healthz(
     partitions: dict[tuple[str, int], dict[str, Any]] = {}
     errors: list[str] = []
     wedged: dict[str, Any] | None = None
+    waiting: dict[str, Any] | None = None
     workers: list[dict[str, Any]] = []
     healthy = bool(answers)
     for answer in answers:
@@ -112,9 +123,8 @@ def healthz(
             errors.append(_not_answered(answer))
         elif body.get("error"):
             errors.append(f"worker {answer.worker}: {body['error']}")
-        stage = body.get("wedged")
-        if stage is not None and (wedged is None or stage["for_s"] > wedged["for_s"]):
-            wedged = {**stage, "worker": answer.worker}
+        wedged = _longest(wedged, body.get("wedged"), answer.worker)
+        waiting = _longest(waiting, body.get("blocked"), answer.worker)
         state = body.get("status", "not answering") if answer.status is not None else None
         healthy = healthy and state == "healthy"
         workers.append(
@@ -133,6 +143,7 @@ def healthz(
         "partitions": [partitions[key] for key in sorted(partitions)],
         "error": "; ".join(errors) or None,
         "wedged": wedged,
+        "blocked": waiting,
         "workers": workers,
     }
     return (200 if healthy else 503), body
@@ -142,17 +153,21 @@ def readyz(answers: Sequence[Answer]) -> tuple[int, dict[str, Any]]:
     """The pod's `/readyz` from each worker's."""
     assigned = 0
     problems: list[str] = []
+    joined = bool(answers)
     for answer in answers:
         if answer.status is None:
             problems.append(_not_answered(answer))
+            joined = False
             continue
         assigned += int(answer.body.get("assigned_partitions", 0))
+        joined = joined and bool(answer.body.get("joined"))
         writer = answer.body.get("writer", "no answer")
         if writer != "ok":
             problems.append(f"worker {answer.worker}: {writer}")
-    ready = bool(answers) and not problems and assigned > 0
+    ready = bool(answers) and joined and not problems
     body = {
         "ready": ready,
+        "joined": joined,
         "assigned_partitions": assigned,
         "writer": "; ".join(problems) or "ok",
         "workers": len(answers),
@@ -163,14 +178,18 @@ def readyz(answers: Sequence[Answer]) -> tuple[int, dict[str, Any]]:
 def livez(answers: Sequence[Answer]) -> tuple[int, dict[str, Any]]:
     """The pod's `/livez` from each worker's."""
     problems = []
-    slowest = 0
+    wedged: dict[str, Any] | None = None
+    waiting: dict[str, Any] | None = None
     for answer in answers:
         if answer.status is None:
             problems.append(_not_answered(answer))
-        elif not answer.body.get("live"):
-            problems.append(f"worker {answer.worker}: {answer.body.get('error')}")
-        else:
-            slowest = max(slowest, int(answer.body.get("broker_ms", 0)))
-    if problems or not answers:
-        return 503, {"live": False, "error": "; ".join(problems) or "no worker is running"}
-    return 200, {"live": True, "broker_ms": slowest}
+            continue
+        wedged = _longest(wedged, answer.body.get("wedged"), answer.worker)
+        waiting = _longest(waiting, answer.body.get("blocked"), answer.worker)
+        if not answer.body.get("live"):
+            problems.append(f"worker {answer.worker}: not live")
+    live = bool(answers) and not problems
+    body: dict[str, Any] = {"live": live, "wedged": wedged, "blocked": waiting}
+    if not live:
+        body["error"] = "; ".join(problems) or "no worker is running"
+    return (200 if live else 503), body
