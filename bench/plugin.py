@@ -32,6 +32,9 @@ class TimedWriter:
         stats = os.environ.get("BENCH_STATS_FILE")
         latency = os.environ.get("BENCH_LATENCY_FILE")
         self._stats = Path(stats) if stats else None
+        if self._stats is not None and os.environ.get("WORKERS", "1").strip() != "1":
+            # WORKERS=N: one file per worker, merged by bench.run.merged_stats.
+            self._stats = self._stats.with_name(f"{self._stats.name}.{os.getpid()}")
         self._latency = Path(latency) if latency else None
         self._samples = array("q")
         self._first: tuple[float, float] | None = None

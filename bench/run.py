@@ -271,6 +271,28 @@ def _writer_alone(setup: Setup, topic: str, partitions: int, n: int) -> Measured
     )  # fmt: skip
 
 
+def merged_stats(stats: Path) -> dict[str, Any]:
+    """The writer's stats of one run; with WORKERS=N, the N workers' files combined: records
+    summed, the first and last write of any worker, CPU seconds summed over the workers."""
+    if stats.exists():
+        loaded: dict[str, Any] = json.loads(stats.read_text())
+        return loaded
+    parts = [json.loads(p.read_text()) for p in stats.parent.glob(f"{stats.name}.*")]
+    stages: dict[str, float] = {}
+    for part in parts:
+        for stage, seconds in part.get("stage_seconds", {}).items():
+            stages[stage] = stages.get(stage, 0.0) + seconds
+    return {
+        "records": sum(p["records"] for p in parts),
+        "batches": sum(p["batches"] for p in parts),
+        "first_write_at": min(p["first_write_at"] for p in parts),
+        "last_write_at": max(p["last_write_at"] for p in parts),
+        "cpu_first": 0.0,
+        "cpu_last": sum(p["cpu_last"] - p["cpu_first"] for p in parts),
+        "stage_seconds": stages,
+    }
+
+
 def _connector(setup: Setup, topic: str, n: int, passthrough: bool) -> Measured:
     scenario = "R0" if passthrough else "R"
     tag = uuid.uuid4().hex[:8]
@@ -284,7 +306,7 @@ def _connector(setup: Setup, topic: str, n: int, passthrough: bool) -> Measured:
         done.check(f"connector ({scenario})")
     finally:
         shutil.rmtree(kv_dir, ignore_errors=True)
-    result = json.loads(stats.read_text())
+    result = merged_stats(stats)
     if result["records"] != n:
         raise RuntimeError(f"{scenario} wrote {result['records']} records, expected {n}")
     return Measured(

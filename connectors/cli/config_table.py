@@ -79,6 +79,11 @@ MEANINGS: Mapping[str, str] = {
     "ON_ERROR": "poison records (undecodable, wrong type, a transform that raises, a writer's "
     "permanent rejection): `dlq` sends them to the dead-letter topic and goes on; `fail` stops",
     "LOG_LEVEL": "least severe level logged",
+    "WORKERS": "members of the consumer group this process starts, each a full pipeline in a "
+    "process of its own on its share of the partitions, behind one metrics and health port; "
+    "a worker that dies stops the others (exit 1); `auto`: one per CPU the container may use "
+    "(affinity and cgroup quota); with static membership each gets "
+    "`KAFKA_GROUP_INSTANCE_ID-<n>`",
     "KAFKA_BOOTSTRAP_SERVERS": "brokers to connect to",
     "KAFKA_GROUP_ID": "consumer group",
     "KAFKA_GROUP_INSTANCE_ID": "static membership: a member id unique in the group and kept "

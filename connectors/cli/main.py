@@ -13,7 +13,7 @@ import os
 import sys
 from collections.abc import Mapping, Sequence
 
-from connectors.cli import config_table, kv, produce
+from connectors.cli import config_table, kv, produce, supervisor, workers
 from connectors.cli import dlq as replay
 from connectors.cli import new as scaffold
 from connectors.config.observability import HealthSettings
@@ -40,6 +40,9 @@ def cmd_check(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
 
 def cmd_run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     pipeline = resolve(environ)
+    link = workers.current()
+    if link is None and pipeline.runtime.workers > 1:
+        return supervisor.supervise(pipeline, environ, until_caught_up=args.until_caught_up)
     log_settings, health_settings = pipeline.logging, pipeline.health
     logs.setup(pipeline.runtime.log_level, pipeline.name, log_settings)
     metrics.BUILD.info({"package": __package__ or "connectors", "connector": pipeline.name})
@@ -55,14 +58,17 @@ def cmd_run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     async def main() -> None:
         runner = Runner(
             pipeline,
-            until_caught_up=args.until_caught_up,
+            until_caught_up=args.until_caught_up and link is None,
             report=report,
             progress=logs.Progress(pipeline.name, log_settings.progress_interval_s),
         )
-        server = _serve(pipeline, runner, health_settings)
+        server = _serve(pipeline, runner, health_settings, link)
         watchdog.install(runner.stop, asyncio.get_running_loop(), runner.activity)
         try:
-            await run_until_stopped(runner, pipeline.shutdown.grace_s)
+            if link is None:
+                await run_until_stopped(runner, pipeline.shutdown.grace_s)
+            else:
+                await link.run(runner, pipeline.shutdown.grace_s, args.until_caught_up)
         finally:
             if server is not None:
                 server.stop()
@@ -78,18 +84,21 @@ def cmd_run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
 
 
 def _serve(
-    pipeline: Pipeline, runner: Runner, settings: HealthSettings
+    pipeline: Pipeline, runner: Runner, settings: HealthSettings, link: workers.Link | None
 ) -> health.HealthServer | None:
-    """`/metrics` and the health probes on METRICS_PORT, from a thread of their own."""
+    """`/metrics` and the health probes on METRICS_PORT, from a thread of their own; a
+    worker's on a loopback port of its own, which it tells its parent."""
     if not pipeline.runtime.metrics_port:
         return None
     server = health.HealthServer(
         health.RunnerStatus.of(runner, settings.timeout_s),
-        port=pipeline.runtime.metrics_port,
-        host=pipeline.runtime.metrics_host,
+        port=pipeline.runtime.metrics_port if link is None else 0,
+        host=pipeline.runtime.metrics_host if link is None else "127.0.0.1",
         settings=settings,
     )
     server.start()
+    if link is not None:
+        link.serving(server.port)
     return server
 
 

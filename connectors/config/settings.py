@@ -21,6 +21,7 @@ from pydantic_settings import (
 )
 
 from connectors.config import names
+from connectors.config.cpus import Workers
 from connectors.core.errors import Problem, quoted
 
 Names = Annotated[tuple[str, ...], NoDecode]
@@ -105,6 +106,9 @@ class RuntimeSettings(Settings):
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         "INFO", description="DEBUG, INFO, WARNING or ERROR"
+    )
+    workers: Workers = Field(
+        1, ge=1, le=64, description="a number of processes 1-64, or auto (one per CPU it may use)"
     )
 
     @field_validator(

@@ -23,6 +23,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from connectors.config.settings import KafkaSettings
 from connectors.core.records import TopicPartition
 from connectors.kafka.errors import Where, translate, verdict
+from connectors.kafka.metadata import describe_topics
 from connectors.kafka.options import client_options
 
 __all__ = ["BrokerOffsets", "OffsetsUnavailable", "unavailable"]
@@ -136,6 +137,21 @@ class BrokerOffsets:
 
         topics = tuple(sorted({topic for topic, _ in partitions}))
         return await self._bounded("read offsets", call, topics)
+
+    async def partitions(self, topics: tuple[str, ...]) -> set[TopicPartition]:
+        """Every partition of `topics` the brokers know of."""
+
+        async def call() -> set[TopicPartition]:
+            _, consumer = await self._clients()
+            client = consumer._client  # noqa: SLF001 - its connections, TLS and SASL
+            described = await describe_topics(client, list(topics))
+            return {
+                (name, partition)
+                for name, state in described.topics.items()
+                for partition in range(state.partitions)
+            }
+
+        return await self._bounded("describe topics", call, topics)
 
     async def close(self) -> None:
         admin, consumer = self._admin, self._ends

@@ -40,6 +40,8 @@ class CatchUp:
         assigned = self._reader.assignment()
         if not assigned:
             return False
+        if self._began is None:  # no batch noted yet (a worker's watch notes none)
+            self._began = time.monotonic()
         new = assigned - self._targets.keys()
         if new:
             for tp, position in (await self._reader.positions(new)).items():

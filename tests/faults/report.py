@@ -25,6 +25,7 @@ _DATA = re.compile(r"<!-- fault-suite-data\n(.*?)\n-->", re.DOTALL)
 
 SCENARIOS = {
     "kill9": "1. `kill -9` of the connector 5× at seeded random points, restarted each time",
+    "kill9-workers": "1b. `WORKERS=2`: `kill -9` of one worker 3×; the pod exits 1, restarted",
     "leader": "2. leader broker of partition 0 killed mid-run, restarted (same data)",
     "group": "3. 3 connectors in one group; one `kill -9`ed, then a 4th added",
     "writer-redis": "4. Redis down 30 s (`SHUTDOWN SAVE`, restarted on its port with its data)",

@@ -12,7 +12,10 @@ from __future__ import annotations
 import base64
 import gzip
 import json
+import os
 import random
+import re
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -116,6 +119,66 @@ def test_kill_9_five_times_at_random_points(
         "timeout (the new member's join waits for the dead one's session to expire; see "
         "static membership below); a duplicate needs a kill between a write and its commit "
         "request leaving, a window far shorter than a batch",
+    )  # fmt: skip
+
+
+def _a_worker(pod: Connector, rng: random.Random) -> tuple[int, int]:
+    """(index, pid) of one of the pod's workers, from the parent's start-up lines."""
+    started = [
+        (int(index), int(pid))
+        for _, message in pod.messages()
+        for index, pid in re.findall(r"worker (\d+) of \d+ started \(pid (\d+)\)", message)
+    ]
+    assert started, pod.log_tail()
+    return rng.choice(started)
+
+
+def test_kill_9_of_one_worker_of_two_three_times(
+    cluster: KafkaCluster, dataset: Dataset, group: str, report: Report, tmp_path: Path
+) -> None:
+    """1b. `WORKERS=2`: one worker (not the parent) is SIGKILLed three times at seeded random
+    points; each time the parent stops the other worker and exits 1 naming the dead one,
+    and the pod is restarted at once; the last incarnation runs until caught up."""
+    rng = random.Random(SEED + 1)
+    points = sorted(rng.sample(range(dataset.count // 20, dataset.count * 85 // 100), 3))
+    records = tmp_path / "records"
+    records.mkdir()
+    store = tmp_path / "kv"
+    env = fault_env(cluster.bootstrap, dataset, group, records, KV_URL=f"lmdb:{store}", WORKERS="2")
+    writes = Writes(records)
+    incarnations: list[Connector] = []
+    recoveries: list[float] = []
+    try:
+        current = Connector("pod0", env, tmp_path, "run", "--until-caught-up").start()
+        incarnations.append(current)
+        for n, point in enumerate(points, start=1):
+            wait_progress(
+                writes, point, [current], timeout=RUN_TIMEOUT, what=f"{point} records (kill {n})"
+            )
+            time.sleep(rng.uniform(0.0, 0.5))  # the fault's random instant, not synchronisation
+            index, pid = _a_worker(current, rng)
+            killed_at = time.time()
+            os.kill(pid, signal.SIGKILL)
+            assert current.wait(90) == 1, current.log_tail()
+            fatal = f"fatal: worker {index} (pid {pid}) was killed by SIGKILL"
+            assert fatal in current.log(), current.log_tail()
+            current = Connector(f"pod{n}", env, tmp_path, "run", "--until-caught-up").start()
+            incarnations.append(current)
+            first = writes.wait_first_after(
+                killed_at, label=current.label, timeout=RUN_TIMEOUT, what=f"writes after kill {n}"
+            )
+            recoveries.append(first - killed_at)
+        code = current.wait(RUN_TIMEOUT)
+        assert code == 0, current.log_tail()
+    finally:
+        for connector in incarnations:
+            connector.cleanup()
+    _finish(
+        report, "kill9-workers", "kv (LMDB)", cluster, group, dataset, read_lmdb(store), writes,
+        spread(recoveries),
+        f"WORKERS=2; a worker killed after {', '.join(f'{p:,}' for p in points)} distinct "
+        "records (+0-0.5 s); the parent stopped the other worker and exited 1 each time; "
+        "recovery: kill to the restarted pod's first write",
     )  # fmt: skip
 
 

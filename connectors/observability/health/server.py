@@ -22,6 +22,7 @@ import logging
 import socket
 import threading
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from prometheus_client import CollectorRegistry
@@ -35,7 +36,7 @@ from connectors.observability.health.check import ConsumerCheck
 from connectors.observability.health.judge import blocked
 from connectors.observability.health.status import PipelineStatus
 
-__all__ = ["HealthServer", "cannot_listen"]
+__all__ = ["Answer", "HealthServer", "answer", "cannot_listen"]
 
 _log = logging.getLogger("connectors.observability.health")
 _PHRASES = {
@@ -65,6 +66,39 @@ def _parse_head(head: bytes) -> tuple[str, str, str]:
         if name.strip().lower() == "accept":
             accept = value.strip()
     return method.upper(), target.split("?", 1)[0], accept
+
+
+async def answer(
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    respond: Callable[[str, str, str], Awaitable[Answer]],
+    timeout_s: float,
+) -> None:
+    """Read one request, answer it with `respond(method, path, accept)`, close."""
+    try:
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout_s)
+        method, path, accept = _parse_head(head)
+        status, content_type, body = await respond(method, path, accept)
+        lines = (
+            f"HTTP/1.1 {status} {_PHRASES[status]}\r\n"
+            f"Content-Type: {content_type}\r\n"
+            f"Content-Length: {len(body)}\r\n"
+            "Cache-Control: no-store\r\n"
+            "Connection: close\r\n\r\n"
+        )
+        writer.write(lines.encode("latin-1") + (b"" if method == "HEAD" else body))
+        await writer.drain()
+    except (
+        asyncio.IncompleteReadError,
+        asyncio.LimitOverrunError,
+        TimeoutError,
+        ConnectionError,
+    ):
+        pass  # a client that went away or sent garbage gets nothing more
+    finally:
+        writer.close()
+        with contextlib.suppress(ConnectionError):
+            await writer.wait_closed()
 
 
 def cannot_listen(exc: Exception, host: str, port: int) -> FatalError:
@@ -195,30 +229,7 @@ class HealthServer:
                 await asyncio.wait_for(stopping.wait(), self._settings.sample_interval_s)
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), self._settings.timeout_s)
-            method, path, accept = _parse_head(head)
-            status, content_type, body = await self._respond(method, path, accept)
-            lines = (
-                f"HTTP/1.1 {status} {_PHRASES[status]}\r\n"
-                f"Content-Type: {content_type}\r\n"
-                f"Content-Length: {len(body)}\r\n"
-                "Cache-Control: no-store\r\n"
-                "Connection: close\r\n\r\n"
-            )
-            writer.write(lines.encode("latin-1") + (b"" if method == "HEAD" else body))
-            await writer.drain()
-        except (
-            asyncio.IncompleteReadError,
-            asyncio.LimitOverrunError,
-            TimeoutError,
-            ConnectionError,
-        ):
-            pass  # a client that went away or sent garbage gets nothing more
-        finally:
-            writer.close()
-            with contextlib.suppress(ConnectionError):
-                await writer.wait_closed()
+        await answer(reader, writer, self._respond, self._settings.timeout_s)
 
     async def _respond(self, method: str, path: str, accept: str) -> Answer:
         if path not in _ENDPOINTS:
