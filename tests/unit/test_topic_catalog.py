@@ -205,3 +205,44 @@ def test_plan_refuses_what_kafka_cannot_do(tmp_path: Path) -> None:
     allowed = plan(catalog, state, allow_type_change=True, allow_delete=True)  # type: ignore[arg-type]
     assert len(allowed.refused) == 2
     assert "- topic gone (not in the catalog)" in [c.text for c in allowed.changes]
+
+
+def runtime_env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    write(tmp_path / "catalog", {"orders.yaml": good()})
+    return {
+        "CONNECTOR_NAME": "c",
+        "TOPICS": "orders",
+        "TOPIC_CATALOG": str(tmp_path / "catalog"),
+        "PROTO_DESCRIPTOR_SET": TYPES,
+        "KV_URL": f"lmdb:{tmp_path / 'kv'}",
+        **extra,
+    }
+
+
+def test_topic_catalog_binds_the_type_without_topic_schemas(tmp_path: Path) -> None:
+    from connectors.config.pipeline import resolve
+
+    pipeline = resolve(runtime_env(tmp_path))
+    assert pipeline.schemas["orders"].type_name == "edge.v1.ZoneSettingsChanged"
+
+
+def test_topic_schemas_contradicting_the_catalog_is_a_config_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    env = runtime_env(tmp_path, TOPIC_SCHEMAS="orders=edge.v1.EdgeZoneConfig")
+    assert main(["check"], env) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        "config error: TOPIC_SCHEMAS='orders=edge.v1.EdgeZoneConfig': the type TOPIC_CATALOG "
+        "declares for 'orders' (edge.v1.ZoneSettingsChanged); 'edge.v1.EdgeZoneConfig' "
+        "contradicts it"
+    ]
+
+
+def test_a_broken_catalog_is_a_config_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    env = runtime_env(tmp_path)
+    (tmp_path / "catalog" / "orders.yaml").write_text(good() + "x: 1\n")
+    assert main(["check"], env) == 2
+    err = capsys.readouterr().err
+    assert "config error: TOPIC_CATALOG=" in err and "x: Extra inputs are not permitted" in err
