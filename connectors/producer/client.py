@@ -80,7 +80,8 @@ class Producer:
             await self._producer.start()
         except (kafka_errors.KafkaError, OSError) as exc:
             await self._producer.stop()
-            raise translate(exc, Where("producer", self.kafka, "WRITE")) from exc
+            where = Where("producer", self.kafka, "WRITE", tuple(sorted(self.types)))
+            raise translate(exc, where) from exc
 
     async def stop(self) -> None:
         """Wait for every record sent, then close."""
