@@ -29,7 +29,7 @@ from typing import Any
 from aiokafka import errors as kafka_errors
 from google.protobuf.message import Message
 
-from connectors.config.catalog import load_catalog
+from connectors.config.catalog.bind import catalog_types
 from connectors.config.settings import KafkaSettings, load
 from connectors.core.errors import ConfigError, FatalError, Problem
 from connectors.core.records import RAW, TYPE_HEADER
@@ -55,7 +55,8 @@ class Producer:
     def __init__(self, types: Mapping[str, str], kafka: KafkaSettings, **options: Any) -> None:
         self.types = dict(types)
         self.kafka = kafka
-        self._producer = idempotent_producer(kafka, **{"linger_ms": 5, **options})
+        self._options = {"linger_ms": 5, **options}
+        self._client: Any = None
         self._checked: set[str] = set()
         self._pending: list[asyncio.Future[Any]] = []
 
@@ -75,20 +76,33 @@ class Producer:
             raise ConfigError(problems)
         return cls(catalog_types(Path(root)), kafka, **options)
 
+    @property
+    def _producer(self) -> Any:
+        if self._client is None:
+            raise RuntimeError("the producer is not started: `await producer.start()` first")
+        return self._client
+
     async def start(self) -> None:
+        """Connect (made here, not in the constructor: aiokafka binds a client to the
+        running loop)."""
+        self._client = idempotent_producer(self.kafka, **self._options)
         try:
-            await self._producer.start()
+            await self._client.start()
         except (kafka_errors.KafkaError, OSError) as exc:
-            await self._producer.stop()
+            await self._client.stop()
+            self._client = None
             where = Where("producer", self.kafka, "WRITE", tuple(sorted(self.types)))
             raise translate(exc, where) from exc
 
     async def stop(self) -> None:
         """Wait for every record sent, then close."""
+        if self._client is None:
+            return
         try:
             await self.flush()
         finally:
-            await self._producer.stop()
+            await self._client.stop()
+            self._client = None
 
     async def __aenter__(self) -> Producer:
         await self.start()
@@ -182,8 +196,3 @@ def _inject(carrier: _Carrier) -> None:
     from opentelemetry import propagate  # the API alone; cheap once imported
 
     propagate.inject(carrier, setter=carrier)  # type: ignore[arg-type]
-
-
-def catalog_types(root: Path) -> dict[str, str]:
-    """Each topic of the catalog at `root` and its type's full name."""
-    return {spec.name: spec.type for spec in load_catalog(root)}

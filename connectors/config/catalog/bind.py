@@ -10,7 +10,24 @@ from __future__ import annotations
 from pathlib import Path
 
 from connectors.config.catalog.load import CatalogError, load_catalog
-from connectors.core.errors import Problem, quoted
+from connectors.core.errors import ConfigError, Problem, quoted
+
+
+def catalog_types(root: Path) -> dict[str, str]:
+    """Each topic of the catalog at `root` and its type; ConfigError naming TOPIC_CATALOG
+    when the catalog is not valid."""
+    try:
+        catalog = load_catalog(root)
+    except CatalogError as exc:
+        raise ConfigError([invalid(str(root), exc)]) from exc
+    return {spec.name: spec.type for spec in catalog}
+
+
+def invalid(path: str, exc: CatalogError) -> Problem:
+    """The catalog's first problem (and how many more) as one TOPIC_CATALOG line."""
+    first = exc.problems[0]
+    more = f" and {len(exc.problems) - 1} more" if len(exc.problems) > 1 else ""
+    return Problem("TOPIC_CATALOG", f"a valid catalog ({first}{more})", path)
 
 
 def bind_catalog(
@@ -20,9 +37,7 @@ def bind_catalog(
     try:
         catalog = load_catalog(Path(path))
     except CatalogError as exc:
-        first = exc.problems[0]
-        more = f" and {len(exc.problems) - 1} more" if len(exc.problems) > 1 else ""
-        problems.append(Problem("TOPIC_CATALOG", f"a valid catalog ({first}{more})", path))
+        problems.append(invalid(path, exc))
         return bindings
     merged = dict(bindings)
     for topic in topics:
