@@ -246,3 +246,20 @@ def test_a_broken_catalog_is_a_config_error(
     assert main(["check"], env) == 2
     err = capsys.readouterr().err
     assert "config error: TOPIC_CATALOG=" in err and "x: Extra inputs are not permitted" in err
+
+
+def test_the_template_topic_file_is_a_valid_catalog_entry(tmp_path: Path) -> None:
+    from cookiecutter.main import cookiecutter
+
+    from connectors.cli.new import template_dir
+
+    extra = {"connector_name": "zone-audit", "topics": "zone-events.v1,other.v1"}
+    repo = Path(cookiecutter(str(template_dir()), no_input=True, extra_context=extra,
+                             output_dir=str(tmp_path)))  # fmt: skip
+    catalog = load_catalog(repo / "topics")
+    spec = catalog.topics["zone-events.v1"]
+    assert (spec.owner, spec.type, spec.replication) == (
+        "team-zone-audit", "zone_audit.v1.Event", 3)  # fmt: skip
+    assert [(c.principal, c.group_prefix) for c in spec.acls.consume] == [
+        ("User:zone-audit", "zone-audit")
+    ]
