@@ -21,6 +21,7 @@ from typing import Any
 
 from google.protobuf import descriptor_pool
 
+from connectors.cli.against import check_against
 from connectors.config.catalog.lint import Resolver, check
 from connectors.config.catalog.load import Catalog, CatalogError, load_catalog
 from connectors.config.catalog.model import TopicSpec
@@ -72,6 +73,9 @@ def linted(args: argparse.Namespace, environ: Mapping[str, str]) -> Catalog | No
         ]
     except CatalogError as exc:
         lines = [str(p) for p in exc.problems]
+    against = getattr(args, "against", None)
+    if against and not lines:
+        lines = check_against(catalog, Path(root), against, descriptor_set, args.against_set)
     for line in lines:
         print(line, file=sys.stderr)
     return None if lines else catalog
@@ -179,7 +183,20 @@ def add_parser(subparsers: Any) -> None:
             action="store_true",
             help="accept a replication factor below 3 (a test cluster)",
         )
-        if name != "lint":
+        if name == "lint":
+            command.add_argument(
+                "--against",
+                metavar="REF",
+                help="a previous catalog folder or a git revision: flag changes of types that "
+                "break the topics' readers",
+            )
+            command.add_argument(
+                "--against-descriptor-set",
+                dest="against_set",
+                help="the descriptor set of the previous catalog (default: the descriptor "
+                "set's file at REF, when REF is a git revision)",
+            )
+        else:
             command.add_argument(
                 "--record-topic",
                 default=DEFAULT_TOPIC,
