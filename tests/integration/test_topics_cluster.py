@@ -227,6 +227,13 @@ def test_apply_plan_and_refusals(cluster: KafkaCluster, tmp_path: Path) -> None:
     gone = {("User:reader", "TOPIC", "audit", "LITERAL", op) for op in ("WRITE", "DESCRIBE")}
     assert listed_acls(cluster) == EXPECTED_ACLS - gone
 
+    # over SASL, a principal without the operator's permissions is told what it lacks
+    env = connector_env(PROTO_DESCRIPTOR_SET=str(EDGE_DESCRIPTORS), **sasl_env(cluster, "api"))
+    done = run_connector("topics", "plan", str(root), env=env)
+    assert done.returncode == 1, done.stderr
+    assert "not authorized: DESCRIBE on topic" in done.stderr
+    assert "denied to user 'api'" in done.stderr
+
 
 PRODUCER_CATALOG = {
     "events": topic_file("events", ZONES, 3, "acls: {produce: [User:api]}\n"),

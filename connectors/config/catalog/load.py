@@ -6,6 +6,7 @@ is fixed in one round, as `resolve()` does for the environment.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -48,7 +49,8 @@ class Catalog:
     topics: dict[str, TopicSpec] = field(default_factory=dict)
     files: dict[str, str] = field(default_factory=dict)
 
-    def __iter__(self):  # type: ignore[no-untyped-def]
+    def __iter__(self) -> Iterator[TopicSpec]:
+        """The topics in name order."""
         return iter(self.topics[name] for name in sorted(self.topics))
 
     def file_of(self, topic: str) -> str:
