@@ -4,6 +4,8 @@ Plugins (`readers/`, `writers/`, `transforms/`, third-party packages) import fro
 (the Kafka reader and writer also from `connectors.kafka`); the modules behind it may move.
 """
 
+from typing import TYPE_CHECKING, Any
+
 from connectors.config.names import host_ports, topic_name
 from connectors.config.settings import (
     KafkaSettings,
@@ -43,6 +45,20 @@ from connectors.core.writer import FlushPolicy, KeyValueView, Writer, WriterCont
 from connectors.observability import metrics
 from connectors.observability.tracing import http_headers as trace_headers
 
+if TYPE_CHECKING:
+    from connectors.producer import Producer, SyncProducer
+
+
+def __getattr__(name: str) -> Any:
+    """`Producer` and `SyncProducer` load the Kafka client on first use only: a plugin that
+    imports `connectors` for `transform` or `Put` does not pay for it."""
+    if name in ("Producer", "SyncProducer"):
+        from connectors import producer
+
+        return getattr(producer, name)
+    raise AttributeError(f"module 'connectors' has no attribute {name!r}")
+
+
 __all__ = [
     "DLQ_ORIGINAL_OFFSET",
     "DLQ_ORIGINAL_PARTITION",
@@ -63,6 +79,7 @@ __all__ = [
     "OnRevoke",
     "PoisonError",
     "Problem",
+    "Producer",
     "Put",
     "Reader",
     "ReaderContext",
@@ -71,6 +88,7 @@ __all__ = [
     "RetriableError",
     "RuntimeSettings",
     "Settings",
+    "SyncProducer",
     "TopicPartition",
     "TransformContext",
     "Writer",

@@ -49,7 +49,7 @@ CORE_MODELS: tuple[type[BaseSettings], ...] = (
 
 # Defaults computed from other variables at start-up, where the model's own is None or empty.
 DERIVED_DEFAULTS: Mapping[str, str] = {
-    "TOPIC_SCHEMAS": "required per topic",
+    "TOPIC_SCHEMAS": "required per topic not in `TOPIC_CATALOG`",
     "KAFKA_GROUP_ID": "`CONNECTOR_NAME`",
     "KAFKA_CLIENT_ID": "`CONNECTOR_NAME`",
     "DLQ_TOPIC": "`<CONNECTOR_NAME>.dlq`",
@@ -67,6 +67,10 @@ MEANINGS: Mapping[str, str] = {
     "TRANSFORMS": "transforms applied in order; empty: key and value reach the writer unchanged",
     "TRANSFORM_MODULES": "modules to import so that their `@transform`s register",
     "TOPIC_SCHEMAS": "the one protobuf type of each topic; `topic=bytes` reads raw bytes",
+    "TOPIC_CATALOG": "a topic catalog folder (`connector topics`, see docs/topics.md): each "
+    "topic's type is taken from it, so `TOPIC_SCHEMAS` is optional; an entry of `TOPIC_SCHEMAS` "
+    "that names another type is a configuration error. `connector produce`, `dlq replay` and "
+    "the producer library (`connectors.Producer`) enforce it too",
     "PROTO_DESCRIPTOR_SET": "the protobuf types, as written by "
     "`protoc --include_imports --descriptor_set_out=FILE`",
     "PROTO_MODULES": "modules whose import defines protobuf types (generated `_pb2` modules)",

@@ -15,7 +15,10 @@ replayed: its value is incomplete, and a sink would store it as if it were whole
 is named on a `warning:` line (where it lies, where it came from, its original size) and
 counted in the summary, and the command exits 1 so that a script notices; it is committed
 like the others (the warning is its record: the original is in the input topic while
-retention keeps it). `--to` is checked as a topic name before connecting and asked for
+retention keeps it). With `TOPIC_CATALOG`, a letter whose target topic is not in the
+catalog, or whose `content-type` names another type than the topic's, is not replayed
+either (a `warning:` line each, counted, exit 1): the catalog's one type per topic holds
+for replays too. `--to` is checked as a topic name before connecting and asked for
 before anything is read: a missing topic stops the replay at once, nothing sent.
 """
 
@@ -26,15 +29,18 @@ import asyncio
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 
 from connectors.cli.produce import checked_topic, require_topic
+from connectors.config.catalog.bind import catalog_types
 from connectors.config.settings import DeadLetterSettings, KafkaSettings, load
 from connectors.core.dead_letters import H_OFFSET, H_PARTITION, H_TOPIC, PREFIX
 from connectors.core.errors import ConfigError, FatalError, Problem, quoted
+from connectors.core.records import TYPE_HEADER
 from connectors.kafka import client_options, idempotent_producer
 from connectors.kafka.dead_letters import H_TRUNCATED, H_TRUNCATED_KEY
 
@@ -48,6 +54,9 @@ class Tally:
 
     replayed: int = 0
     truncated: int = 0
+    refused: int = 0
+    #: With TOPIC_CATALOG: each topic's type; a letter of another type is not replayed.
+    types: Mapping[str, str] | None = None
 
 
 def replayed_headers(
@@ -65,13 +74,14 @@ async def replay(
     to: str | None,
     limit: int | None,
     as_new: bool = False,
+    types: Mapping[str, str] | None = None,
 ) -> Tally:
     producer = idempotent_producer(kafka)
     await producer.start()
     try:
         if to is not None:
             await require_topic(producer, to, kafka)
-        return await _consume(kafka, producer, dlq_topic, group, to, limit, as_new)
+        return await _consume(kafka, producer, dlq_topic, group, to, limit, as_new, types)
     finally:
         await producer.stop()
 
@@ -84,6 +94,7 @@ async def _consume(
     to: str | None,
     limit: int | None,
     as_new: bool,
+    types: Mapping[str, str] | None = None,
 ) -> Tally:
     consumer = AIOKafkaConsumer(
         dlq_topic,
@@ -94,7 +105,7 @@ async def _consume(
     )
     await consumer.start()
     try:
-        return await _replay_all(consumer, producer, dlq_topic, to, limit, as_new)
+        return await _replay_all(consumer, producer, dlq_topic, to, limit, as_new, types)
     finally:
         await consumer.stop()
 
@@ -106,12 +117,13 @@ async def _replay_all(
     to: str | None,
     limit: int | None,
     as_new: bool,
+    types: Mapping[str, str] | None = None,
 ) -> Tally:
     """Replay up to the end offsets found at start; commit each fully sent fetch."""
     partitions = {
         TopicPartition(dlq_topic, p) for p in consumer.partitions_for_topic(dlq_topic) or ()
     }
-    tally = Tally()
+    tally = Tally(types=types)
     if not partitions:
         return tally  # no dead-letter topic: nothing was ever dead-lettered
     ends = await consumer.end_offsets(list(partitions))
@@ -150,11 +162,38 @@ async def _send(
             target = to or dict(m.headers).get(H_TOPIC, b"").decode()
             if not target:
                 raise FatalError(f"dead letter at offset {m.offset} names no original topic")
+            wrong = contract(tally.types, target, m.headers)
+            if wrong is not None:
+                print(
+                    f"warning: dead letter {m.topic} partition {m.partition} offset "
+                    f"{m.offset} not replayed: {wrong}",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                tally.refused += 1
+                continue
             own = replayed_headers(m.headers, as_new)
             futures.append(await producer.send(target, value=m.value, key=m.key, headers=own))
     for future in futures:
         await future
     tally.replayed += len(futures)
+
+
+def contract(
+    types: Mapping[str, str] | None, target: str, headers: Sequence[tuple[str, bytes]]
+) -> str | None:
+    """Why the catalog forbids sending a letter to `target`, or None when it may go."""
+    if types is None:
+        return None
+    expected = types.get(target)
+    if expected is None:
+        return f"topic {target!r} is not in TOPIC_CATALOG"
+    declared = dict(headers).get(TYPE_HEADER)
+    for part in (declared or b"").decode("utf-8", "replace").split(";"):
+        key, _, value = part.strip().partition("=")
+        if key.lower() == "messagetype" and value != expected:
+            return f"it declares type {value!r}; topic {target!r} carries {expected} only"
+    return None
 
 
 def truncation(headers: Sequence[tuple[str, bytes]]) -> str | None:
@@ -210,17 +249,21 @@ def cmd_replay(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     if problems or kafka is None or dlq is None or not name:
         raise ConfigError(problems)
     topic = dlq.topic or f"{name}.dlq"
+    catalog = environ.get("TOPIC_CATALOG")
+    types = catalog_types(Path(catalog)) if catalog else None
     try:
         tally = asyncio.run(
-            replay(kafka, topic, f"{name}.dlq-replay", args.to, args.limit, args.as_new)
+            replay(kafka, topic, f"{name}.dlq-replay", args.to, args.limit, args.as_new, types)
         )
     except KafkaError as exc:
         raise FatalError(f"kafka: {type(exc).__name__}: {exc}") from exc
     summary = f"replayed {tally.replayed} dead letters from {topic}"
     if tally.truncated:
         summary += f"; {tally.truncated} truncated letters not replayed"
+    if tally.refused:
+        summary += f"; {tally.refused} letters refused by TOPIC_CATALOG"
     print(summary, file=sys.stderr)
-    return 1 if tally.truncated else 0
+    return 1 if tally.truncated or tally.refused else 0
 
 
 def add_parser(subparsers: Any) -> None:

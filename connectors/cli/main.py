@@ -13,7 +13,7 @@ import os
 import sys
 from collections.abc import Mapping, Sequence
 
-from connectors.cli import config_table, kv, produce, supervisor, workers
+from connectors.cli import config_table, kv, produce, supervisor, topics, workers
 from connectors.cli import dlq as replay
 from connectors.cli import new as scaffold
 from connectors.config.observability import HealthSettings
@@ -123,6 +123,7 @@ def parser() -> argparse.ArgumentParser:
     produce.add_parser(sub)
     replay.add_parser(sub)
     scaffold.add_parser(sub)
+    topics.add_parser(sub)
     config_table.add_parser(sub)
     return top
 

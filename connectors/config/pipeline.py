@@ -15,6 +15,7 @@ from typing import TypeVar
 from google.protobuf import descriptor_pool
 from pydantic_settings import BaseSettings
 
+from connectors.config.catalog.bind import bind_catalog
 from connectors.config.observability import HealthSettings, LogSettings, TracingSettings
 from connectors.config.schemas import (
     TopicSchema,
@@ -263,6 +264,8 @@ def _schemas(runtime: RuntimeSettings, problems: list[Problem]) -> TopicSchemas 
     if pools is None:
         return None
     bindings = _bindings(runtime.topic_schemas, problems)
+    if runtime.topic_catalog:
+        bindings = bind_catalog(runtime.topic_catalog, runtime.topics, bindings, problems)
     schemas: dict[str, TopicSchema] = {}
     for topic in runtime.topics:
         bound = bindings.get(topic)

@@ -89,6 +89,9 @@ class RuntimeSettings(Settings):
     topic_schemas: Names = Field(
         (), description="comma-separated topic=package.Message pairs (or topic=bytes)"
     )
+    topic_catalog: str | None = Field(
+        None, description="path of a topic catalog folder (connector topics): types by topic"
+    )
     proto_descriptor_set: str | None = Field(
         None, description="path of a FileDescriptorSet (protoc --descriptor_set_out)"
     )

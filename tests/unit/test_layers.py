@@ -23,6 +23,7 @@ LINT_IMPORTS = Path(sys.executable).parent / "lint-imports"
 LAYERS = [
     "connectors.cli",
     "connectors.runtime",
+    "connectors.producer",
     "connectors.observability",
     "connectors.kafka",
     "connectors.config",
@@ -40,6 +41,7 @@ CLEAN = {
     "connectors/kafka/errors.py": "import aiokafka\n",
     "connectors/observability/__init__.py": "import prometheus_client\nimport opentelemetry\n"
     "from connectors import kafka\n",
+    "connectors/producer/__init__.py": "from connectors import observability\n",
     "connectors/runtime/__init__.py": "from connectors import observability\n",
     "connectors/cli/__init__.py": "from connectors import runtime\n",
     "connectors/testing/__init__.py": "from connectors.core import records\n"
