@@ -69,7 +69,10 @@ class _App(Service):
 
     def start(self) -> Self:
         self._thread = threading.Thread(
-            target=self._server.serve_forever, name=type(self).__name__, daemon=True
+            target=self._server.serve_forever,
+            args=(0.05,),
+            name=type(self).__name__,
+            daemon=True,
         )
         self._thread.start()
         return self
