@@ -69,6 +69,12 @@ def run_transform(
     settings: ResourceSettings | None = None,
 ) -> list[Outcome]:
     """One `Outcome` per message, in order, from a fresh event loop (see `arun_transform`)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        pass
+    else:
+        raise RuntimeError("run_transform runs its own event loop: use `await arun_transform(...)`")
 
     async def main() -> list[Outcome]:
         try:
