@@ -23,7 +23,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from bench.run import RESULTS, load_average, machine, wait_for_quiet
 from connectors import Put, Record, TransformContext
@@ -98,56 +98,68 @@ def batches(size: int, partitions: int = 3) -> list[Decoded]:
     return decoded
 
 
-async def measure(concurrency: int, seconds: float, batch_size: int) -> float:
-    """Records/s of the stage at `concurrency`, over whole batches, for at least `seconds`."""
+class Run(NamedTuple):
+    rate: float
+    """records/s"""
+    cpu_us: float
+    """CPU time of this process (all threads) per record, µs"""
+
+
+async def measure(concurrency: int, seconds: float, batch_size: int) -> Run:
+    """Records/s of the stage at `concurrency`, over whole batches, for at least `seconds`,
+    and the CPU time per record it took."""
     settings = TransformSettings(concurrency=concurrency, http_timeout_s=10)
-    stage = TransformStage(
-        Chain((("call_5ms", call_5ms),)),
-        settings,
-        _NoRetry(),
-        "bench",  # type: ignore[arg-type]
-    )
+    retry: Any = _NoRetry()
+    stage = TransformStage(Chain((("call_5ms", call_5ms),)), settings, retry, "bench")
     stage.start()
     batch = batches(batch_size)
     try:
         await stage.apply(batch[: min(concurrency, batch_size)])  # connections opened
-        done, started = 0, time.perf_counter()
+        done, started, cpu = 0, time.perf_counter(), time.process_time()
         while time.perf_counter() - started < seconds or done == 0:
             applied = await stage.apply(batch)
             assert len(applied.entries) == batch_size and not applied.poison
             done += batch_size
-        return done / (time.perf_counter() - started)
+        elapsed, spent = time.perf_counter() - started, time.process_time() - cpu
+        return Run(done / elapsed, spent / done * 1e6)
     finally:
         await stage.close()
 
 
-def run(levels: list[int], runs: int, seconds: float, batch_size: int) -> dict[int, list[float]]:
-    found: dict[int, list[float]] = {level: [] for level in levels}
+def run(levels: list[int], runs: int, seconds: float, batch_size: int) -> dict[int, list[Run]]:
+    found: dict[int, list[Run]] = {level: [] for level in levels}
     for n in range(runs):
         for level in levels:
-            rate = asyncio.run(measure(level, seconds, batch_size))
-            found[level].append(rate)
-            print(f"run {n + 1} TRANSFORM_CONCURRENCY={level}: {rate:,.0f} records/s", flush=True)
+            result = asyncio.run(measure(level, seconds, batch_size))
+            found[level].append(result)
+            print(
+                f"run {n + 1} TRANSFORM_CONCURRENCY={level}: {result.rate:,.0f} records/s, "
+                f"{result.cpu_us:,.0f} CPU-µs a record",
+                flush=True,
+            )
     return found
 
 
-def table(found: dict[int, list[float]], delay_ms: float, batch_size: int) -> str:
-    base = statistics.median(found[min(found)])
+def table(found: dict[int, list[Run]], delay_ms: float) -> str:
+    base = statistics.median(r.rate for r in found[min(found)])
     ideal = 1000 / delay_ms
     lines = [
-        "| TRANSFORM_CONCURRENCY | records/s (median) | runs | × sequential | ideal |",
-        "|---:|---:|---|---:|---:|",
+        "| TRANSFORM_CONCURRENCY | records/s (median) | runs | × sequential | ideal "
+        "| CPU-µs a record (median) |",
+        "|---:|---:|---|---:|---:|---:|",
     ]
-    for level, rates in found.items():
-        median = statistics.median(rates)
-        each = ", ".join(f"{r:,.0f}" for r in rates)
+    for level, runs in found.items():
+        median = statistics.median(r.rate for r in runs)
+        cpu = statistics.median(r.cpu_us for r in runs)
+        each = ", ".join(f"{r.rate:,.0f}" for r in runs)
         lines.append(
-            f"| {level} | {median:,.0f} | {each} | {median / base:.1f} | {ideal * level:,.0f} |"
+            f"| {level} | {median:,.0f} | {each} | {median / base:.1f} | {ideal * level:,.0f} "
+            f"| {cpu:,.0f} |"
         )
     return "\n".join(lines)
 
 
-def entry(found: dict[int, list[float]], delay_ms: float, batch_size: int, took: str) -> str:
+def entry(found: dict[int, list[Run]], delay_ms: float, batch_size: int, took: str) -> str:
     box = machine()
     one, five, _ = load_average()
     when = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
@@ -159,7 +171,7 @@ def entry(found: dict[int, list[float]], delay_ms: float, batch_size: int, took:
         f"at the end; {took}. The runtime's transform stage over batches of {batch_size} "
         "records (3 partitions), `ctx.http` against a local server answering each GET after "
         f"{delay_ms:g} ms; no broker, no writer. Ideal: concurrency × 1000 / {delay_ms:g}.\n\n"
-        f"{table(found, delay_ms, batch_size)}\n"
+        f"{table(found, delay_ms)}\n"
     )
 
 
@@ -182,6 +194,7 @@ def main(argv: list[str] | None = None) -> int:
         asyncio.run(_serve(args.serve))
         return 0
     wait_for_quiet(args.max_load, args.wait_s)
+    load_at_start = load_average()[0]
     global URL
     server, URL = start_server(args.delay_ms / 1000)
     started = time.monotonic()
@@ -192,7 +205,8 @@ def main(argv: list[str] | None = None) -> int:
         server.terminate()
         server.wait(timeout=10)
     took = (
-        f"{args.runs} runs of at least {args.seconds:g} s each, {time.monotonic() - started:.0f} s"
+        f"{args.runs} runs of at least {args.seconds:g} s each, "
+        f"{time.monotonic() - started:.0f} s in all, load average {load_at_start:.2f} at the start"
     )
     text = entry(found, args.delay_ms, args.batch, took)
     print(text)
