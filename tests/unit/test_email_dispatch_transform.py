@@ -6,12 +6,15 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import pytest
+from google.protobuf.descriptor_pb2 import FileDescriptorSet
 
 from connectors import ConfigError, RetriableError
+from connectors.config.pipeline import resolve
 from connectors.config.schemas import find_message_class, load_descriptor_set
 from connectors.testing import run_transform
 from harness.email_services import EMAIL_DESCRIPTORS, TemplateRegistry, sample_templates
@@ -135,3 +138,39 @@ def test_the_registry_url_is_checked_at_import(email_dispatch: ModuleType, value
     assert email_dispatch.registry_from({"EMAIL_TEMPLATES_URL": "https://t.internal/"}) == (
         "https://t.internal"
     )
+
+
+def test_the_descriptor_set_is_the_one_the_proto_builds(tmp_path: Path) -> None:
+    """`email.binpb` is rebuilt from `email.proto` with protoc and compared as descriptors
+    (not bytes, which may differ between protoc versions)."""
+    from grpc_tools import protoc
+
+    built = tmp_path / "email.binpb"
+    folder = EMAIL_DESCRIPTORS.parent
+    assert (
+        protoc.main(
+            [
+                "protoc",
+                f"-I{folder}",
+                "--include_imports",
+                f"--descriptor_set_out={built}",
+                str(folder / "email.proto"),
+            ]
+        )
+        == 0
+    )
+    shipped = FileDescriptorSet.FromString(EMAIL_DESCRIPTORS.read_bytes())
+    assert FileDescriptorSet.FromString(built.read_bytes()) == shipped
+
+
+def test_the_env_file_is_a_configuration_the_runtime_accepts(email_dispatch: ModuleType) -> None:
+    environ = {}
+    for line in (EMAIL_DESCRIPTORS.parent / "email-dispatch.env").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, _, value = line.partition("=")
+            environ[name] = value
+    environ["PROTO_DESCRIPTOR_SET"] = str(EMAIL_DESCRIPTORS)
+    pipeline = resolve(environ)
+    assert pipeline.chain.names == ["render_email"]
+    assert pipeline.chain.kinds == ("async",)
+    assert pipeline.writer.name == "http"
