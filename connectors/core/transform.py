@@ -238,7 +238,11 @@ class Chain:
         steps = self.steps
         if not steps:
             return [Entry(record, record.key, record.value, message, record.headers)]
-        ctx = TransformContext.of(record)
+        # TransformContext.of, inlined: tuple.__new__ without a method call per record
+        ctx: TransformContext = _new_tuple(
+            TransformContext,
+            (record[0], record[1], record[2], record[3], record[5], record[6], _log),
+        )
         if len(steps) == 1:
             # The common shape, one transform returning one Put, without the general
             # loop's lists: this runs once per record.
@@ -246,7 +250,10 @@ class Chain:
             try:
                 result = fn(message, ctx)
                 if type(result) is Put:
-                    return [entry(record, key_bytes(result.key), result.value)]
+                    value = result.value
+                    if type(value) is bytes:  # stored as it is: the entry built directly
+                        return [_new_tuple(Entry, (record, key_bytes(result.key), value, None, ()))]
+                    return [entry(record, key_bytes(result.key), value)]
             except Exception as exc:
                 raise failure(name, record, exc) from exc
             return self._general(record, ctx, message, seconds, dropped, first=result)
