@@ -204,3 +204,35 @@ async def test_cache_shares_one_load_between_concurrent_records() -> None:
         misses + 1
     )
     assert REGISTRY.get_sample_value("connector_transform_cache_hits_total", labels) == hits + 15
+
+
+async def test_calls_in_flight_are_a_gauge_per_transform() -> None:
+    started = 0
+    seen: list[float | None] = []
+    all_in = asyncio.Event()
+
+    async def hold(message: bytes, ctx: TransformContext) -> bytes:
+        nonlocal started
+        started += 1
+        if started == 4:
+            seen.append(
+                REGISTRY.get_sample_value(
+                    "connector_transform_in_flight_calls",
+                    {"connector": "unit", "transform": "hold"},
+                )
+            )
+            all_in.set()
+        await asyncio.wait_for(all_in.wait(), timeout=5)
+        return message
+
+    reader = MemoryReader([records(0, 0, 8)])
+    writer = MemoryWriter()
+    await run(make_runner(with_chain(("hold", hold), TRANSFORM_CONCURRENCY="4"), reader, writer))
+    assert seen == [4.0]
+    assert (
+        REGISTRY.get_sample_value(
+            "connector_transform_in_flight_calls", {"connector": "unit", "transform": "hold"}
+        )
+        == 0
+    )
+    assert len(writer.store) == 8
