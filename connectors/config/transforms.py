@@ -51,4 +51,5 @@ class TransformSettings(Settings):
             http_ca_file=self.http_ca_file,
             cache_ttl_s=self.cache_ttl_s,
             cache_max_entries=self.cache_max_entries,
+            http_max_connections=max(100, self.concurrency),
         )

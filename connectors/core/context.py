@@ -40,6 +40,7 @@ class ResourceSettings:
     http_ca_file: str | None = None
     cache_ttl_s: float = 300.0
     cache_max_entries: int = 10_000
+    http_max_connections: int = 100
 
 
 def _nothing() -> None:
@@ -52,6 +53,7 @@ class TransformResources:
         self._client: httpx.AsyncClient | None = None
         self._client_loop: asyncio.AbstractEventLoop | None = None
         self._cache: TransformCache | None = None
+        self._stale: list[tuple[httpx.AsyncClient, asyncio.AbstractEventLoop | None]] = []
         self.on_hit: Callable[[], None] = _nothing
         self.on_miss: Callable[[], None] = _nothing
 
@@ -66,6 +68,9 @@ class TransformResources:
         report cache hits and misses to `on_hit` and `on_miss`."""
         if settings != self.settings:
             self._cache = None
+            if self._client is not None:  # made with other settings: closed by aclose()
+                self._stale.append((self._client, self._client_loop))
+                self._client = self._client_loop = None
         self.settings = settings
         self.on_hit, self.on_miss = on_hit, on_miss
         if self._cache is not None:
@@ -78,7 +83,9 @@ class TransformResources:
             from connectors.core.transform_http import new_client
 
             s = self.settings
-            self._client = new_client(s.http_timeout_s, s.http_verify_tls, s.http_ca_file)
+            self._client = new_client(
+                s.http_timeout_s, s.http_verify_tls, s.http_ca_file, s.http_max_connections
+            )
             self._client_loop = loop
         return self._client
 
@@ -92,14 +99,16 @@ class TransformResources:
         return self._cache
 
     async def aclose(self) -> None:
-        """Close the HTTP client if this loop made one; the cache is kept (it holds plain
-        values, valid for the next run of the process)."""
-        client, loop = self._client, self._client_loop
-        if client is None:
-            return
+        """Close the HTTP clients this loop made; the cache is kept (it holds plain values,
+        valid for the next run of the process)."""
+        clients, self._stale = self._stale, []
+        if self._client is not None:
+            clients.append((self._client, self._client_loop))
         self._client = self._client_loop = None
-        if loop is asyncio.get_running_loop():
-            await client.aclose()
+        running = asyncio.get_running_loop()
+        for client, loop in clients:
+            if loop is running:
+                await client.aclose()
 
 
 #: The process's transform resources.

@@ -102,14 +102,21 @@ class ClassifyingTransport(httpx.AsyncBaseTransport):
         await self._inner.aclose()
 
 
-def new_client(timeout_s: float, verify_tls: bool, ca_file: str | None) -> httpx.AsyncClient:
+def new_client(
+    timeout_s: float, verify_tls: bool, ca_file: str | None, max_connections: int = 100
+) -> httpx.AsyncClient:
     """The shared client: TRANSFORM_HTTP_TIMEOUT_S for connect, read, write and pool waits;
     certificates verified against TRANSFORM_HTTP_CA_FILE (or the system's bundle) unless
-    TRANSFORM_HTTP_VERIFY_TLS is false; no retries of its own (the runner retries)."""
+    TRANSFORM_HTTP_VERIFY_TLS is false; no retries of its own (the runner retries). The pool
+    keeps as many connections as calls may be in flight (TRANSFORM_CONCURRENCY, 100 at
+    least), so concurrent calls neither wait for a connection nor open one per call."""
     verify: Any = False
     if verify_tls:
         verify = ssl.create_default_context(cafile=ca_file) if ca_file else True
-    inner = httpx.AsyncHTTPTransport(verify=verify, retries=0)
+    limits = httpx.Limits(
+        max_connections=max_connections, max_keepalive_connections=max_connections
+    )
+    inner = httpx.AsyncHTTPTransport(verify=verify, retries=0, limits=limits)
     return httpx.AsyncClient(
         transport=ClassifyingTransport(inner),
         timeout=httpx.Timeout(timeout_s),

@@ -70,6 +70,8 @@ def misfit(fn: object) -> str | None:
     shape = "fn(messages, contexts)" if batch else "fn(message, ctx)"
     if not callable(target):
         return f"a callable {shape}, not {type(target).__name__}"
+    if inspect.isasyncgenfunction(target) or (inspect.isgeneratorfunction(target) and batch):
+        return f"a function returning its outputs ({shape} -> list), not a generator"
     try:
         signature = inspect.signature(target)
     except (TypeError, ValueError):  # a builtin without a signature: trust the registration

@@ -3,15 +3,18 @@ transform whose signature does not fit its registration."""
 
 from __future__ import annotations
 
+import functools
 import os
 import subprocess
 import sys
 import textwrap
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
 from connectors.cli.main import main
+from connectors.core.transform_kinds import BatchTransform, kind_of, misfit
 
 MODULE = textwrap.dedent(
     """
@@ -124,3 +127,22 @@ def test_bad_transform_settings_exit_2_naming_the_variable(
     assert main(["check"], {**env, variable: value}) == 2
     [line] = capsys.readouterr().err.strip().splitlines()
     assert line.startswith(f"config error: {variable}=")
+
+
+def test_misfits_found_without_the_command() -> None:
+    async def agen(message: bytes, ctx: object) -> AsyncIterator[bytes]:
+        yield message
+
+    def gen_batch(messages: list[bytes], contexts: list[object]) -> Iterator[bytes]:
+        yield from messages
+
+    def gen(message: bytes, ctx: object) -> Iterator[bytes]:
+        yield message
+
+    assert "not a generator" in (misfit(agen) or "")
+    assert "not a generator" in (misfit(BatchTransform(gen_batch)) or "")
+    assert misfit(gen) is None  # a per-record generator is an iterable of outputs
+    assert misfit(lambda message, ctx, *rest, **named: None) is None
+    assert misfit(lambda message: None) is not None
+    assert kind_of(gen) == "sync" and kind_of(BatchTransform(gen_batch)) == "batch"
+    assert kind_of(functools.partial(agen)) == "sync"  # an async generator is no coroutine
