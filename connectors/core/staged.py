@@ -22,7 +22,7 @@ or file descriptors raises FatalError once the step's calls are done.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from time import perf_counter
 from typing import Any, Protocol
@@ -30,7 +30,7 @@ from typing import Any, Protocol
 from connectors.core.context import TRACE
 from connectors.core.errors import ConnectorError, FatalError, PoisonError, RetriableError
 from connectors.core.outputs import absorb, entry
-from connectors.core.records import Entry, Record
+from connectors.core.records import Entry, Headers, Record
 from connectors.core.transform import (
     _UNSET,
     Applied,
@@ -80,13 +80,18 @@ async def apply_staged(
     *,
     concurrency: int,
     observer: CallObserver | None = None,
+    trace_headers: Callable[[Record], Headers] | None = None,
 ) -> Applied:
-    """Every record's entries through a chain with async or batch steps (see the module)."""
+    """Every record's entries through a chain with async or batch steps (see the module).
+
+    `trace_headers(record)` gives the headers whose trace context `ctx.http` sends on for
+    the record (the record's own headers when None)."""
     items = [
         _Item(position, index, record, TransformContext.of(record), [(record.key, message)])
         for position, (index, record, message) in enumerate(decoded)
     ]
     run = _Run(max(1, concurrency), observer or _Quiet(), timed=len(chain.steps) > 1)
+    run.trace_headers = trace_headers
     live = items
     last = len(chain.steps) - 1
     for number, ((name, fn), kind) in enumerate(zip(chain.steps, chain.kinds, strict=True)):
@@ -114,6 +119,7 @@ class _Run:
         self.stop_at = 1 << 62
         self.stopped: RetriableError | None = None
         self.fatal: FatalError | None = None
+        self.trace_headers: Callable[[Record], Headers] | None = None
 
     def applied(self, items: list[_Item]) -> Applied:
         entries: list[Entry] = []
@@ -170,13 +176,14 @@ class _Run:
     async def async_step(self, name: str, fn: Transform, live: list[_Item], last: bool) -> None:
         queue = iter(live)
         calls = self.observer.calls
+        traced = self.trace_headers
 
         async def worker() -> None:
             for item in queue:
                 if item.position >= self.stop_at:
                     continue
                 try:
-                    TRACE.set(item.record.headers)
+                    TRACE.set(item.record.headers if traced is None else traced(item.record))
                     produced: list[Output] = []
                     ctx = item.ctx
                     for key, value in item.pending:

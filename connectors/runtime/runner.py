@@ -271,7 +271,7 @@ class Runner:
         decoded, poison = self._decode(records)
         decoded_at = time.perf_counter()
         self._activity = ("transform", time.monotonic())
-        applied = await self._transforms.apply(decoded)
+        applied = await self._transforms.apply(decoded, trace)
         transform_s = time.perf_counter() - decoded_at
         if applied.poison:
             poison = sorted(poison + applied.poison, key=lambda found: found[0])

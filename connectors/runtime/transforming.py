@@ -23,7 +23,7 @@ from connectors.core.context import RESOURCES
 from connectors.core.errors import RetriableError
 from connectors.core.staged import apply_staged
 from connectors.core.transform import Applied, Chain, Decoded, TransformRetriable
-from connectors.observability import metrics
+from connectors.observability import metrics, tracing
 from connectors.runtime.retry import Retrier
 
 __all__ = ["TransformMeters", "TransformStage"]
@@ -79,6 +79,7 @@ class TransformStage:
         self.settings = settings
         self.meters = TransformMeters(connector)
         self._retry = retry
+        self._trace: tracing.BatchTrace = tracing.BatchTrace()
 
     def start(self) -> None:
         """Build `ctx.http` and `ctx.cache` from the settings (the client on first use)."""
@@ -89,8 +90,11 @@ class TransformStage:
         """Close the shared HTTP client."""
         await RESOURCES.aclose()
 
-    async def apply(self, decoded: Sequence[Decoded]) -> Applied:
-        """Every record's entries and poison; retries until no transform asks for it."""
+    async def apply(self, decoded: Sequence[Decoded], trace: tracing.BatchTrace) -> Applied:
+        """Every record's entries and poison; retries until no transform asks for it.
+        With tracing on, `ctx.http` sends each record's `process` span on (the context its
+        writes carry too), so a dependency's spans join the record's trace."""
+        self._trace = trace
         applied = await self._once(decoded)
         if applied.stopped is not None:
             applied = await self._retried(decoded, applied)
@@ -100,8 +104,13 @@ class TransformStage:
     async def _once(self, decoded: Sequence[Decoded]) -> Applied:
         if self.chain.is_sync:
             return self.chain.apply_batch(decoded)
+        trace = self._trace
         return await apply_staged(
-            self.chain, decoded, concurrency=self.settings.concurrency, observer=self.meters
+            self.chain,
+            decoded,
+            concurrency=self.settings.concurrency,
+            observer=self.meters,
+            trace_headers=(lambda r: trace.carry_record(r).headers) if trace.active else None,
         )
 
     async def _retried(self, decoded: Sequence[Decoded], applied: Applied) -> Applied:
@@ -131,4 +140,3 @@ class TransformStage:
 
         await self._retry("transform", attempt, keepalive=True)
         return Applied(entries, poison, seconds, None, dropped)
-

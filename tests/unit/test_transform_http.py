@@ -120,3 +120,33 @@ async def test_runner_retries_503s_then_stores_and_dead_letters_404s(sink: HttpS
     assert "answered 404" in letters.letters[0].message
     assert reader.commits == [{("raw", 0): 4}]
     assert REGISTRY.get_sample_value("connector_transform_retries_total", labels) == before + 2
+
+
+async def test_with_tracing_on_requests_carry_the_records_process_span(sink: HttpSink) -> None:
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from connectors.observability import tracing
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracing.install(provider)
+    path = "/traced"
+    sink.plan(path, Fault(status=200))
+    try:
+        traced = records(0, 0, 1)[0]._replace(headers=(("traceparent", TRACEPARENT.encode()),))
+        reader = MemoryReader([[traced]])
+        writer = MemoryWriter()
+        pipe = dataclasses.replace(pipeline(), chain=Chain((("fetch", fetcher(sink.url(path))),)))
+        await run(make_runner(pipe, reader, writer))
+    finally:
+        tracing.shutdown()
+    [request] = sink.received(path)
+    sent = request.headers["traceparent"]
+    [process] = [s for s in exporter.get_finished_spans() if s.name == "process raw"]
+    context = process.get_span_context()
+    assert sent == f"00-{context.trace_id:032x}-{context.span_id:016x}-01"
+    assert sent.split("-")[1] == TRACEPARENT.split("-")[1]  # the producer's trace
+    assert sent != TRACEPARENT  # a child span of the record's, not its producer's
