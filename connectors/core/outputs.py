@@ -109,6 +109,9 @@ def absorb(
 ) -> None:
     """One call's result for the output under `key`: deletions to `entries` at once,
     everything else to `produced`, for the next step (or to become entries after the last)."""
+    if type(result) is Put:  # the common case, without the generator
+        produced.append((key_bytes(result.key), result.value))
+        return
     for out in _results(result):
         if isinstance(out, Delete):
             entries.append(Entry(record, key_bytes(out.key), None))
@@ -119,6 +122,8 @@ def absorb(
 
 
 def entry(record: Record, key: bytes | None, value: Any) -> Entry:
+    if type(value) is bytes:  # stored as it is
+        return Entry(record, key, value, None)
     if isinstance(value, Message):
         return Entry(record, key, value.SerializeToString(deterministic=True), value)
     return Entry(record, key, _as_bytes(value), None)

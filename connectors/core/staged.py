@@ -86,8 +86,9 @@ async def apply_staged(
 
     `trace_headers(record)` gives the headers whose trace context `ctx.http` sends on for
     the record (the record's own headers when None)."""
+    of = TransformContext.of
     items = [
-        _Item(position, index, record, TransformContext.of(record), [(record.key, message)])
+        _Item(position, index, record, of(record), [(record.key, message)], [], [])
         for position, (index, record, message) in enumerate(decoded)
     ]
     run = _Run(max(1, concurrency), observer or _Quiet(), timed=len(chain.steps) > 1)
@@ -155,8 +156,9 @@ class _Run:
         that cannot be stored is that step's failure); a record left with nothing was
         dropped by this step."""
         if last:
-            record = item.record
-            item.entries.extend(entry(record, key, value) for key, value in item.pending)
+            record, entries = item.record, item.entries
+            for key, value in item.pending:
+                entries.append(entry(record, key, value))
             item.pending = []
         if not item.pending and not item.entries:
             item.dropped_by = name
