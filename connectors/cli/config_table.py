@@ -30,6 +30,7 @@ from connectors.config.settings import (
     ShutdownSettings,
     env_name,
 )
+from connectors.config.transforms import TransformSettings
 from connectors.core.registry import WRITERS
 
 # The writer whose variables the README lists with the runtime's: the default one. The other
@@ -40,6 +41,7 @@ CORE_MODELS: tuple[type[BaseSettings], ...] = (
     RuntimeSettings,
     KafkaSettings,
     RetrySettings,
+    TransformSettings,
     ShutdownSettings,
     DeadLetterSettings,
     LogSettings,
@@ -115,6 +117,15 @@ MEANINGS: Mapping[str, str] = {
     "RETRY_MAX_MS": "backoff cap; each wait is uniform in [0, cap] (full jitter)",
     "RETRY_MAX_ATTEMPTS": "give up (exit 1, nothing committed) after this many; `0` retries "
     "until SIGTERM",
+    "TRANSFORM_CONCURRENCY": "async transform calls (and async batch calls) in flight at "
+    "once per batch; outputs stay in record order per partition",
+    "TRANSFORM_HTTP_TIMEOUT_S": "connect, read, write and pool timeout of `ctx.http`, the "
+    "client transforms share; a timeout is retried like a 5xx",
+    "TRANSFORM_HTTP_VERIFY_TLS": "verify the certificates of the servers `ctx.http` calls",
+    "TRANSFORM_HTTP_CA_FILE": "CA bundle `ctx.http` verifies servers with (default: the system's)",
+    "TRANSFORM_CACHE_TTL_S": "how long a value loaded through `ctx.cache.get` is kept",
+    "TRANSFORM_CACHE_MAX_ENTRIES": "most values `ctx.cache` holds (the least recently used "
+    "go first)",
     "SHUTDOWN_GRACE_S": "time the batch in flight gets to finish after SIGTERM",
     "DLQ_TOPIC": "the dead-letter topic",
     "DLQ_MAX_RATIO": "stop (exit 1) instead of dead-lettering when more than this share of "

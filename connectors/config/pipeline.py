@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
@@ -32,14 +32,18 @@ from connectors.config.settings import (
     describe,
     load,
 )
+from connectors.config.transforms import TransformSettings
 from connectors.core.errors import QUOTED_LIMIT, ConfigError, Problem, quoted
 from connectors.core.reader import ReaderPlugin
 from connectors.core.records import RAW
 from connectors.core.registry import READERS, WRITERS, Registry, UnknownName
 from connectors.core.transform import TRANSFORMS, Chain
+from connectors.core.transform_kinds import misfit
 from connectors.core.writer import WriterPlugin
 
 T = TypeVar("T")
+
+_DEFAULT_TRANSFORM = TransformSettings.model_validate({})
 
 
 @dataclass(frozen=True)
@@ -60,6 +64,7 @@ class Pipeline:
     logging: LogSettings
     health: HealthSettings
     tracing: TracingSettings
+    transform: TransformSettings = field(default_factory=lambda: _DEFAULT_TRANSFORM)
 
     @property
     def name(self) -> str:
@@ -83,8 +88,11 @@ class Pipeline:
         ]
         for topic, schema in self.schemas.items():
             lines.append(f"  {topic} -> {schema.type_name}")
-        chain = " -> ".join(self.chain.names) if self.chain.names else "(pass-through)"
+        steps = zip(self.chain.names, self.chain.kinds, strict=True)
+        chain = " -> ".join(f"{name} ({kind})" for name, kind in steps) or "(pass-through)"
         lines.append(f"transforms: {chain}")
+        if self.chain.steps:
+            lines.append(f"           {describe(self.transform)}")
         lines.append(f"writer:    {self.writer.name} ({describe(self.writer_settings)})")
         errors = (
             f"dead letters to {self.dlq_topic} (stop if more than "
@@ -111,6 +119,7 @@ def resolve(environ: Mapping[str, str]) -> Pipeline:
     log_settings = load(LogSettings, environ, problems)
     health_settings = load(HealthSettings, environ, problems)
     trace_settings = load(TracingSettings, environ, problems)
+    transform_settings = load(TransformSettings, environ, problems)
     topics_known = True
     if runtime is None:
         runtime, topics_known = _partial_runtime(environ, problems)
@@ -158,6 +167,7 @@ def resolve(environ: Mapping[str, str]) -> Pipeline:
         log_settings,
         health_settings,
         trace_settings,
+        transform_settings or _DEFAULT_TRANSFORM,  # None only with problems, raised above
     )
 
 
@@ -217,7 +227,12 @@ def _chain(runtime: RuntimeSettings, problems: list[Problem]) -> Chain:
     steps = []
     for name in runtime.transforms:
         try:
-            steps.append((name, TRANSFORMS.get(name)))
+            fn = TRANSFORMS.get(name)
+            wrong = misfit(fn)
+            if wrong is not None:
+                problems.append(Problem("TRANSFORMS", f"transform {name!r}: {wrong}", name))
+                continue
+            steps.append((name, fn))
         except UnknownName as exc:
             problems.append(
                 Problem("TRANSFORMS", f"registered transforms: {', '.join(exc.available)}", name)

@@ -21,19 +21,46 @@ leaves the chain at once.
 
 from __future__ import annotations
 
-import errno
-import json
 import logging
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from time import perf_counter
-from typing import Any, NamedTuple, Protocol, TypeVar
-
-from google.protobuf.message import Message
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, TypeVar
 
 from connectors.core.errors import ConnectorError, FatalError, PoisonError, RetriableError
+from connectors.core.outputs import (
+    EXHAUSTION_ERRNOS,
+    Delete,
+    Put,
+    absorb,
+    entry,
+    exhausted,
+    key_bytes,
+)
 from connectors.core.records import Entry, Headers, Record
 from connectors.core.registry import Registry
+from connectors.core.transform_kinds import BatchTransform, Kind, kind_of
+
+if TYPE_CHECKING:
+    import httpx
+
+    from connectors.core.transform_cache import TransformCache
+
+__all__ = [
+    "EXHAUSTION_ERRNOS",
+    "TRANSFORMS",
+    "Applied",
+    "Chain",
+    "Decoded",
+    "Delete",
+    "Put",
+    "Transform",
+    "TransformContext",
+    "TransformRetriable",
+    "exhausted",
+    "failure",
+    "transform",
+]
 
 _log = logging.getLogger("connectors.core.transform")
 
@@ -49,6 +76,22 @@ class TransformContext(NamedTuple):
     timestamp_ms: int
     logger: logging.Logger
 
+    @property
+    def http(self) -> httpx.AsyncClient:
+        """The process's shared `httpx.AsyncClient` (TRANSFORM_HTTP_*): connection errors,
+        timeouts, 5xx, 408 and 429 raise RetriableError, other 4xx PoisonError; requests
+        carry this record's trace headers. For async transforms (needs a running loop)."""
+        from connectors.core.context import RESOURCES
+
+        return RESOURCES.http
+
+    @property
+    def cache(self) -> TransformCache:
+        """The process's TTL cache (TRANSFORM_CACHE_*): `await ctx.cache.get(key, load)`."""
+        from connectors.core.context import RESOURCES
+
+        return RESOURCES.cache
+
     @classmethod
     def of(cls, record: Record) -> TransformContext:
         # tuple.__new__ skips the keyword handling of the generated __new__: one context is
@@ -63,17 +106,6 @@ _new_tuple: Any = tuple.__new__
 _UNSET: Any = object()
 
 
-@dataclass(frozen=True, slots=True)
-class Put:
-    key: bytes | str | None
-    value: Any
-
-
-@dataclass(frozen=True, slots=True)
-class Delete:
-    key: bytes | str | None
-
-
 class Transform(Protocol):
     def __call__(self, message: Any, ctx: TransformContext, /) -> Any: ...
 
@@ -84,83 +116,35 @@ TRANSFORMS: Registry[Transform] = Registry("transform", "connectors.transforms")
 """The process-wide transform registry; `@transform` adds to it."""
 
 
-def transform(name: str, registry: Registry[Transform] | None = None) -> Callable[[F], F]:
+def transform(
+    name: str, registry: Registry[Transform] | None = None, *, batch: bool = False
+) -> Callable[[F], F]:
     """Register a function under `name`; the function itself is returned unchanged.
+
+    - `def fn(message, ctx)`: called inline, one record after the other;
+    - `async def fn(message, ctx)`: awaited concurrently across a batch's records, at most
+      TRANSFORM_CONCURRENCY at once; outputs stay in record order per partition;
+    - `batch=True`: `fn(messages: list, contexts: list[TransformContext]) -> list` (sync or
+      async), called once per partition's share of a batch, in offset order; output `i` is
+      what a per-record transform would return for message `i` (None drops, a value, Put,
+      Delete, an iterable for fan-out), or an Exception instance for a record that failed
+      alone (PoisonError or any other: that record is poison; RetriableError: it is tried
+      again). Raising RetriableError retries the whole call; raising anything else makes
+      every record of the call poison; a list of the wrong length too.
 
     A function that raises `RetriableError` (a lookup that timed out, a 503) is called again
     for the same record, with the runner's backoff, until it passes or RETRY_MAX_ATTEMPTS
     is spent: it must be idempotent per record (calling it twice for one record does no
-    harm twice). Any other exception makes the record poison.
+    harm twice); so are the records after it in the batch. Any other exception makes the
+    record poison.
     """
 
     def register(fn: F) -> F:
-        (registry or TRANSFORMS).register(name, fn)
+        item: Any = BatchTransform(fn) if batch else fn
+        (registry or TRANSFORMS).register(name, item)
         return fn
 
     return register
-
-
-def _as_bytes(value: Any) -> bytes | None:
-    if value is None or isinstance(value, bytes):
-        return value
-    if isinstance(value, Message):
-        return value.SerializeToString(deterministic=True)
-    if isinstance(value, str):
-        return value.encode()
-    if isinstance(value, bytearray | memoryview):
-        return bytes(value)
-    return json.dumps(value, sort_keys=True, separators=(",", ":")).encode()
-
-
-def _key_bytes(key: Any) -> bytes | None:
-    """A `Put` or `Delete` key as stored; any other type than bytes, str or None is the
-    transform's mistake, and its record is poison rather than a writer's crash."""
-    if type(key) is str:  # the usual key, checked first: this runs once per output
-        return key.encode()
-    if key is None or type(key) is bytes:
-        return key
-    if isinstance(key, str):
-        return key.encode()
-    if isinstance(key, bytes | bytearray | memoryview):
-        return bytes(key)
-    raise TypeError(f"a key must be bytes, str or None, not {type(key).__name__}")
-
-
-_SINGLE = (Put, Delete, Message, bytes, bytearray, memoryview, str, dict)
-
-
-def _results(result: Any) -> Iterator[Any]:
-    """A transform's return value as a sequence of outputs."""
-    if result is None:
-        return
-    if isinstance(result, _SINGLE):
-        yield result
-    elif isinstance(result, Iterable):
-        yield from result
-    else:
-        yield result
-
-
-#: errno values of an OSError that mean the process, not the record, ran out of something.
-EXHAUSTION_ERRNOS = frozenset(
-    {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS, errno.ENOSPC}
-)
-
-
-def exhausted(exc: BaseException) -> bool:
-    """Whether `exc` (or what caused it) is the process running out of memory, file
-    descriptors or space: no record is at fault, and the next one would fail the same way,
-    so it must stop the connector instead of dead-lettering valid records."""
-    seen = 0
-    current: BaseException | None = exc
-    while current is not None and seen < 8:
-        if isinstance(current, MemoryError):
-            return True
-        if isinstance(current, OSError) and current.errno in EXHAUSTION_ERRNOS:
-            return True
-        current = current.__cause__ or current.__context__
-        seen += 1
-    return False
 
 
 Decoded = tuple[int, Record, Any]
@@ -180,6 +164,20 @@ class Applied(NamedTuple):
     poison: list[tuple[int, Record, PoisonError]]
     seconds: dict[str, float]
     stopped: tuple[int, RetriableError] | None = None
+    dropped: dict[str, int] | None = None
+    """Records each transform dropped (returned None or nothing for), by name."""
+
+
+class TransformRetriable(RetriableError):
+    """A transform's RetriableError, naming the transform and the reason (`http_503`,
+    `timeout`, `connection`, or `retriable` when the transform raised it itself)."""
+
+    def __init__(
+        self, message: str, retry_after: float | None, *, transform: str, reason: str
+    ) -> None:
+        super().__init__(message, retry_after)
+        self.transform = transform
+        self.reason = reason
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,39 +190,59 @@ class Chain:
     """
 
     steps: tuple[tuple[str, Transform], ...]
+    kinds: tuple[Kind, ...] = field(init=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "kinds", tuple(kind_of(fn) for _, fn in self.steps))
 
     @property
     def names(self) -> list[str]:
         return [name for name, _ in self.steps]
 
+    @property
+    def is_sync(self) -> bool:
+        """Only sync per-record steps: `apply_batch` runs it without the event loop."""
+        return all(kind == "sync" for kind in self.kinds)
+
     def apply(self, record: Record, message: Any) -> list[Entry]:
         """The entries for one record; raises PoisonError when a transform raises or
         returns what cannot be stored, RetriableError when a transform raised it,
         FatalError when the process ran out of memory or file descriptors."""
-        return self._apply(record, message, None)
+        return self._apply(record, message, None, None)
 
     def apply_batch(self, decoded: Iterable[Decoded]) -> Applied:
         """Every record's entries, in order; poison is collected, not raised. A record
         whose transform raised RetriableError stops the batch there (`Applied.stopped`)."""
         seconds: dict[str, float] = {}
         timed = seconds if len(self.steps) > 1 else None
+        dropped: dict[str, int] = {}
         apply = self._apply
         entries: list[Entry] = []
         poison: list[tuple[int, Record, PoisonError]] = []
         for position, (index, record, message) in enumerate(decoded):
             try:
-                entries.extend(apply(record, message, timed))
+                entries.extend(apply(record, message, timed, dropped))
             except PoisonError as exc:
                 poison.append((index, record, exc))
             except RetriableError as exc:
-                return Applied(entries, poison, seconds, (position, exc))
-        return Applied(entries, poison, seconds)
+                return Applied(entries, poison, seconds, (position, exc), dropped)
+        return Applied(entries, poison, seconds, None, dropped)
 
-    def _apply(self, record: Record, message: Any, seconds: dict[str, float] | None) -> list[Entry]:
+    def _apply(
+        self,
+        record: Record,
+        message: Any,
+        seconds: dict[str, float] | None,
+        dropped: dict[str, int] | None,
+    ) -> list[Entry]:
         steps = self.steps
         if not steps:
             return [Entry(record, record.key, record.value, message, record.headers)]
-        ctx = TransformContext.of(record)
+        # TransformContext.of, inlined: tuple.__new__ without a method call per record
+        ctx: TransformContext = _new_tuple(
+            TransformContext,
+            (record[0], record[1], record[2], record[3], record[5], record[6], _log),
+        )
         if len(steps) == 1:
             # The common shape, one transform returning one Put, without the general
             # loop's lists: this runs once per record.
@@ -232,11 +250,14 @@ class Chain:
             try:
                 result = fn(message, ctx)
                 if type(result) is Put:
-                    return [_entry(record, _key_bytes(result.key), result.value)]
+                    value = result.value
+                    if type(value) is bytes:  # stored as it is: the entry built directly
+                        return [_new_tuple(Entry, (record, key_bytes(result.key), value, None, ()))]
+                    return [entry(record, key_bytes(result.key), value)]
             except Exception as exc:
-                raise _failure(name, record, exc) from exc
-            return self._general(record, ctx, message, seconds, first=result)
-        return self._general(record, ctx, message, seconds)
+                raise failure(name, record, exc) from exc
+            return self._general(record, ctx, message, seconds, dropped, first=result)
+        return self._general(record, ctx, message, seconds, dropped)
 
     def _general(
         self,
@@ -244,6 +265,7 @@ class Chain:
         ctx: TransformContext,
         message: Any,
         seconds: dict[str, float] | None,
+        dropped: dict[str, int] | None,
         first: Any = _UNSET,
     ) -> list[Entry]:
         """Any chain and any result shape; `first` is the first step's result when the
@@ -258,11 +280,15 @@ class Chain:
                     name, fn, record, ctx, pending, entries, seconds, first, index == last
                 )
                 first = _UNSET
+                if not pending and not entries:  # dropped here: nothing left for the rest
+                    if dropped is not None:
+                        dropped[name] = dropped.get(name, 0) + 1
+                    return entries
                 if index == last:
                     for key, value in pending:
-                        entries.append(_entry(record, key, value))
+                        entries.append(entry(record, key, value))
             except Exception as exc:
-                raise _failure(name, record, exc) from exc
+                raise failure(name, record, exc) from exc
         return entries
 
 
@@ -292,19 +318,13 @@ def _step(
                 result = fn(value, step_ctx)
                 seconds[name] = seconds.get(name, 0.0) + perf_counter() - started
         if last and type(result) is Put:  # the common case, kept cheap
-            entries.append(_entry(record, _key_bytes(result.key), result.value))
+            entries.append(entry(record, key_bytes(result.key), result.value))
             continue
-        for out in _results(result):
-            if isinstance(out, Delete):
-                entries.append(Entry(record, _key_bytes(out.key), None))
-            elif isinstance(out, Put):
-                produced.append((_key_bytes(out.key), out.value))
-            else:
-                produced.append((key, out))
+        absorb(record, key, result, entries, produced)
     return produced
 
 
-def _failure(step: str, record: Record, exc: Exception) -> ConnectorError:
+def failure(step: str, record: Record, exc: Exception) -> ConnectorError:
     """What a failing transform makes of its record: poison of stage `transform:<step>`,
     unless the process itself ran out of something (then nothing may be committed past it)
     or the transform said the record may pass if tried again (RetriableError, naming the
@@ -316,11 +336,10 @@ def _failure(step: str, record: Record, exc: Exception) -> ConnectorError:
             f"{exc}); stopping, nothing committed past it"
         )
     if isinstance(exc, RetriableError):
-        return RetriableError(f"transform:{step} at {where}: {exc}", exc.retry_after)
+        return TransformRetriable(
+            f"transform:{step} at {where}: {exc}",
+            exc.retry_after,
+            transform=step,
+            reason=getattr(exc, "reason", "retriable"),
+        )
     return PoisonError(f"transform:{step}", f"{type(exc).__name__}: {exc}", record)
-
-
-def _entry(record: Record, key: bytes | None, value: Any) -> Entry:
-    if isinstance(value, Message):
-        return Entry(record, key, value.SerializeToString(deterministic=True), value)
-    return Entry(record, key, _as_bytes(value), None)

@@ -163,3 +163,34 @@ OFFSET_RESETS = Counter(
     ["connector", "topic"],
     registry=REGISTRY,
 )
+TRANSFORM_DROPPED = Counter(
+    "connector_transform_dropped_records",
+    "Records a transform dropped (returned None or nothing for), by transform.",
+    ["connector", "transform"],
+    registry=REGISTRY,
+)
+TRANSFORM_RETRIES = Counter(
+    "connector_transform_retries",
+    "Retries of a batch's transform stage, by the transform that asked and why (http_503, "
+    "timeout, connection, retriable: it raised RetriableError itself).",
+    ["connector", "transform", "reason"],
+    registry=REGISTRY,
+)
+TRANSFORM_CACHE_HITS = Counter(
+    "connector_transform_cache_hits",
+    "ctx.cache lookups answered from the cache or by a load already running.",
+    ["connector"],
+    registry=REGISTRY,
+)
+TRANSFORM_CACHE_MISSES = Counter(
+    "connector_transform_cache_misses",
+    "ctx.cache lookups that started a load.",
+    ["connector"],
+    registry=REGISTRY,
+)
+TRANSFORM_IN_FLIGHT = Gauge(
+    "connector_transform_in_flight_calls",
+    "Calls of async (and async batch) transforms awaited now, by transform.",
+    ["connector", "transform"],
+    registry=REGISTRY,
+)

@@ -30,7 +30,7 @@ from connectors.core.dead_letters import DeadLetter, DeadLetterSink
 from connectors.core.errors import FatalError, PoisonError, RetriableError
 from connectors.core.reader import Reader, ReaderContext
 from connectors.core.records import Batch, Record, TopicPartition, WriteBatch
-from connectors.core.transform import Applied, Decoded, exhausted
+from connectors.core.transform import Decoded, exhausted
 from connectors.core.writer import Writer, WriterContext, flush_policy
 from connectors.kafka.dead_letters import KafkaDeadLetters
 from connectors.observability import tracing
@@ -40,6 +40,7 @@ from connectors.runtime.catch_up import CatchUp
 from connectors.runtime.instruments import Instruments
 from connectors.runtime.poison import Breaker
 from connectors.runtime.retry import Abandoned, Retrier, Waiting
+from connectors.runtime.transforming import TransformStage
 
 _log = logging.getLogger("connectors.runtime.runner")
 
@@ -93,6 +94,9 @@ class Runner:
         self._instruments = Instruments(runtime.connector_name, pipeline.writer.name)
         self._stopping = asyncio.Event()
         self._retry = Retrier(pipeline.retry, self.reader, self._instruments, self._stopping)
+        self._transforms = TransformStage(
+            pipeline.chain, pipeline.transform, self._retry, runtime.connector_name
+        )
         self._breaker = Breaker(pipeline.dead_letter.max_ratio, pipeline.dead_letter.window)
         self._catch_up = CatchUp(self.reader, report) if until_caught_up else None
         self._pending = Accumulator(flush_policy(self.writer))
@@ -120,6 +124,7 @@ class Runner:
         """Start, loop until stopped (or caught up), close; a stop request during a retry
         wait, at start too, ends it normally."""
         retry = self._retry
+        self._transforms.start()
         try:
             try:
                 await retry("writer.start", self.writer.start, keepalive=False)
@@ -133,6 +138,7 @@ class Runner:
             finally:
                 await self.dead_letters.close()
                 await self.writer.close()
+                await self._transforms.close()
         except Abandoned as stopped:
             _log.info("stopped while %s was retried; nothing of it committed", stopped)
 
@@ -271,9 +277,7 @@ class Runner:
         decoded, poison = self._decode(records)
         decoded_at = time.perf_counter()
         self._activity = ("transform", time.monotonic())
-        applied = self.pipeline.chain.apply_batch(decoded)
-        if applied.stopped is not None:
-            applied = await self._retry_transform(decoded, applied)
+        applied = await self._transforms.apply(decoded, trace)
         transform_s = time.perf_counter() - decoded_at
         if applied.poison:
             poison = sorted(poison + applied.poison, key=lambda found: found[0])
@@ -282,31 +286,6 @@ class Runner:
         self._instruments.transformed(decode_s, transform_s, applied.seconds, trace.exemplar())
         trace.summed(("decode", decode_s), ("transform", transform_s))
         return WriteBatch(batch, tuple(applied.entries)), letters
-
-    async def _retry_transform(self, decoded: list[Decoded], applied: Applied) -> Applied:
-        """Finish a batch whose transform asked for a record to be tried again: that record
-        and those after it are applied again, under the runner's backoff with the reader
-        paused and polling, until they pass; what came before is kept, not redone."""
-        entries, poison, seconds = applied.entries, applied.poison, dict(applied.seconds)
-        stopped = applied.stopped
-        chain = self.pipeline.chain
-
-        async def attempt() -> None:
-            nonlocal decoded, stopped
-            if stopped is None:  # the first attempt reports the pass already made
-                again = chain.apply_batch(decoded)
-                entries.extend(again.entries)
-                poison.extend(again.poison)
-                for name, spent in again.seconds.items():
-                    seconds[name] = seconds.get(name, 0.0) + spent
-                stopped = again.stopped
-            if stopped is not None:
-                position, error = stopped
-                decoded, stopped = decoded[position:], None
-                raise error
-
-        await self._retry("transform", attempt, keepalive=True)
-        return Applied(entries, poison, seconds)
 
     def _decode(self, records: Sequence[Record]) -> tuple[list[Decoded], list[Poison]]:
         decode = self.pipeline.schemas.decode
