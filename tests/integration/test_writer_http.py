@@ -102,6 +102,12 @@ class HttpContract(WriterContract):
     async def new_target(self) -> Target:
         return SinkTarget(self.sink, f"/contract/{uuid.uuid4().hex[:12]}", **self.mode)
 
+    async def fail_partway(self, target: Target) -> tuple[Writer, WriteBatch | None]:
+        assert isinstance(target, SinkTarget)
+        # Two requests per partition (or one per record): the second request answers 500.
+        self.sink.plan(target.path, Fault(), Fault(status=500))
+        return target.writer(), None
+
     async def failing_write(self, scenario: str) -> tuple[Writer, WriteBatch | None]:
         path = f"/fail/{uuid.uuid4().hex[:12]}"
         faults = {
@@ -120,7 +126,7 @@ class HttpContract(WriterContract):
 
 
 class TestHttpBatchContract(HttpContract):
-    mode = {"batch": True}
+    mode = {"batch": True, "batch_max_messages": 4}
 
 
 class TestHttpPerRecordContract(HttpContract):
