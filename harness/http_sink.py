@@ -11,6 +11,14 @@ disturb each other::
     ... POST to sink.url("/crm") ...
     sink.accepted("/crm")        # requests answered 2xx, in arrival order
 
+Chaos by ratio, drawn from a random generator given its start value so a run repeats, and
+a receiver that deduplicates on an idempotency header, as a careful partner API does::
+
+    sink.chaos("/crm", fail_ratio=0.2, stall_ratio=0.05, stall_s=2.0, rng=7)
+    sink.idempotent("/crm", header="Idempotency-Key")
+    sink.repeats("/crm")         # requests whose key was already accepted: answered as the
+                                 # first time (2xx) and not accepted again
+
 It is the standard library's threading HTTP/1.1 server, keep-alive included, so the client
 under test meets real sockets and real framing.
 """
@@ -18,11 +26,12 @@ under test meets real sockets and real framing.
 from __future__ import annotations
 
 import json
+import random
 import socket
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -54,6 +63,8 @@ class Received:
     body: bytes
     status: int | None
     at: float = field(default=0.0, compare=False)
+    repeat: bool = field(default=False, compare=False)
+    """Its idempotency key had been accepted before: answered as then, not accepted again."""
 
     def json(self) -> Any:
         return json.loads(self.body)
@@ -87,7 +98,11 @@ class _Handler(BaseHTTPRequestHandler):
         fault = sink._next_fault(path, body)
         headers = {k.lower(): v for k, v in self.headers.items()}
         status = None if fault.drop or fault.hang else fault.status
-        sink._record(Received(self.command, path, headers, body, status, time.monotonic()))
+        repeat = sink._repeat(path, headers, status)
+        if repeat is not None:
+            fault, status = Fault(status=repeat), repeat
+        received = Received(self.command, path, headers, body, status, time.monotonic())
+        sink._record(received if repeat is None else replace(received, repeat=True))
         with sink._in_flight(path):
             if fault.hang:
                 sink._released.wait()
@@ -114,6 +129,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     do_POST = _handle
     do_PUT = _handle
+    do_PATCH = _handle
+    do_DELETE = _handle
     do_GET = _handle
 
 
@@ -129,10 +146,14 @@ class HttpSink(Service):
         self._plans: dict[str, list[Fault]] = {}
         self._rules: dict[str, list[tuple[Callable[[bytes], bool], Fault]]] = {}
         self._received: list[Received] = []
+        self._chaos_status = 500
         self._released = threading.Event()
         self._current: dict[str, int] = {}
         self._peak: dict[str, int] = {}
         self._thread: threading.Thread | None = None
+        self._chaos: dict[str, tuple[float, float, float, random.Random]] = {}
+        self._keys: dict[str, str] = {}  # path -> idempotency header (lower case)
+        self._accepted_keys: dict[str, dict[str, int]] = {}  # path -> key -> status
 
     def url(self, path: str = "/") -> str:
         return f"http://{self.host}:{self.port}{path}"
@@ -154,6 +175,50 @@ class HttpSink(Service):
         with self._lock:
             self._rules.setdefault(path, []).append((matches, fault))
 
+    def chaos(
+        self,
+        path: str,
+        *,
+        fail_ratio: float = 0.0,
+        stall_ratio: float = 0.0,
+        stall_s: float = 0.0,
+        status: int = 500,
+        rng: int | random.Random = 0,
+    ) -> None:
+        """Answer `fail_ratio` of the requests to `path` that no plan or rule decides with
+        `status`, and hold `stall_ratio` of them `stall_s` before answering 200 (past the
+        client's timeout, it has given up: the request still counts as accepted)."""
+        draw = rng if isinstance(rng, random.Random) else random.Random(rng)  # noqa: S311
+        with self._lock:
+            self._chaos[path] = (fail_ratio, stall_ratio, stall_s, draw)
+            self._chaos_status = status
+
+    def idempotent(self, path: str, header: str = "Idempotency-Key") -> None:
+        """Deduplicate requests to `path` on `header`: a key already accepted (2xx) is
+        answered as the first time and not accepted again (`Received.repeat`)."""
+        with self._lock:
+            self._keys[path] = header.lower()
+            self._accepted_keys.setdefault(path, {})
+
+    def repeats(self, path: str | None = None) -> list[Received]:
+        """Requests answered as repeats of a key accepted before."""
+        return [r for r in self.received(path) if r.repeat]
+
+    def _repeat(self, path: str, headers: dict[str, str], status: int | None) -> int | None:
+        """The status a repeated key is answered with, None for a first time (which is
+        remembered when it is accepted)."""
+        with self._lock:
+            header = self._keys.get(path)
+            if header is None or header not in headers:
+                return None
+            seen = self._accepted_keys[path]
+            key = headers[header]
+            if key in seen:
+                return seen[key]
+            if status is not None and 200 <= status < 300:
+                seen[key] = status
+            return None
+
     def release(self) -> None:
         """Let hanging requests go: their connections are closed without an answer."""
         self._released.set()
@@ -163,8 +228,13 @@ class HttpSink(Service):
             return [r for r in self._received if path is None or r.path == path]
 
     def accepted(self, path: str | None = None) -> list[Received]:
-        """Requests answered 2xx, in arrival order."""
-        return [r for r in self.received(path) if r.status is not None and r.status < 300]
+        """Requests answered 2xx, in arrival order (not the repeats of an idempotency key
+        already accepted)."""
+        return [
+            r
+            for r in self.received(path)
+            if r.status is not None and r.status < 300 and not r.repeat
+        ]
 
     def _next_fault(self, path: str, body: bytes) -> Fault:
         with self._lock:
@@ -172,7 +242,17 @@ class HttpSink(Service):
                 if matches(body):
                     return fault
             planned = self._plans.get(path)
-            return planned.pop(0) if planned else Fault()
+            if planned:
+                return planned.pop(0)
+            chaos = self._chaos.get(path)
+            if chaos is not None:
+                fail_ratio, stall_ratio, stall_s, draw = chaos
+                roll = draw.random()
+                if roll < fail_ratio:
+                    return Fault(status=self._chaos_status)
+                if roll < fail_ratio + stall_ratio:
+                    return Fault(delay_s=stall_s)
+            return Fault()
 
     def _record(self, received: Received) -> None:
         with self._lock:

@@ -24,8 +24,15 @@ What is checked (the contract of `connectors.core.writer.Writer`):
 - replaying an older batch after a newer one does not bring old values back;
 - deletions are stored (`supports_deletes`), or refused as poison, never dropped silently;
 - `check()` passes on a healthy target;
-- each failure in `failures` raises its class from `start()` or `write()`, and a
-  `PoisonError` names a record of the batch.
+- each failure in `failures` raises its class from `start()` or `write()`, a
+  `PoisonError` names a record of the batch, and what an error reports as `stored` is a
+  set of places in the batch (none for a writer that declares `partial_success = False`);
+- partial success (`partial_success`): after part of a batch was stored, writing only the
+  rest (a new `WriteBatch` of the same `Batch`, as the runner's next attempt) completes
+  it; and when the writer's tests arrange a write that fails partway (`fail_partway`),
+  what it reports stored is there, the rest completes the batch without sending anything
+  twice, and a replay of the whole batch (a crash before the commit) brings no identity
+  that was not delivered before.
 
 Checks are plain synchronous methods that run their own event loop, so neither pytest nor
 pytest-asyncio is needed to import this module or to run them.
@@ -33,100 +40,29 @@ pytest-asyncio is needed to import this module or to run them.
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, ClassVar, Protocol, TypeVar
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, ClassVar
 
 from connectors.core.errors import ConnectorError, PoisonError
-from connectors.core.records import Batch, Entry, Record, WriteBatch
+from connectors.core.records import WriteBatch
 from connectors.core.writer import Writer
+from connectors.testing.kit import (
+    Delivered,
+    Row,
+    Target,
+    _by_key,
+    _fail,
+    _run,
+    _write,
+    dedupe,
+    make_batch,
+)
+from connectors.testing.partial import PartialSuccessChecks
 
-__all__ = ["Delivered", "Target", "WriterContract", "dedupe", "make_batch"]
-
-T = TypeVar("T")
-TIMEOUT_S = 120.0
-
-
-@dataclass(frozen=True, slots=True)
-class Delivered:
-    """One thing the target holds (a key's value, a line of an object, an item of a
-    request), with what makes a repeat of the same delivery recognisable.
-
-    `value` None means the key was deleted (a tombstone, a deletion line).
-    """
-
-    identity: str
-    key: bytes | None
-    value: bytes | None
+__all__ = ["Delivered", "Row", "Target", "WriterContract", "dedupe", "make_batch"]
 
 
-class Target(Protocol):
-    """An empty place to write to, made fresh for each check."""
-
-    def writer(self) -> Writer:
-        """A new writer for this target, not started yet."""
-
-    async def read(self) -> Sequence[Delivered]:
-        """Everything stored so far; for logs in the order the target keeps it."""
-
-
-Row = tuple[int, int, bytes | None, bytes | None]
-"""(partition, offset, key, value) of one record that becomes one entry."""
-
-
-def make_batch(
-    topic: str, rows: Iterable[Row], *, timestamp_ms: int = 1_700_000_000_000
-) -> WriteBatch:
-    """A write batch of one entry per record, as the runner builds it without transforms."""
-    records = []
-    entries = []
-    for partition, offset, key, value in rows:
-        record = Record(topic, partition, offset, key, value, (), timestamp_ms + offset)
-        records.append(record)
-        entries.append(Entry(record, key, value, None, ()))
-    return WriteBatch(Batch(tuple(records)), tuple(entries))
-
-
-def dedupe(delivered: Iterable[Delivered]) -> list[Delivered]:
-    """The first delivery of each identity, in order."""
-    seen: set[str] = set()
-    first = []
-    for item in delivered:
-        if item.identity not in seen:
-            seen.add(item.identity)
-            first.append(item)
-    return first
-
-
-def _by_key(delivered: Iterable[Delivered]) -> dict[bytes | None, list[bytes | None]]:
-    values: dict[bytes | None, list[bytes | None]] = {}
-    for item in delivered:
-        values.setdefault(item.key, []).append(item.value)
-    return values
-
-
-def _fail(message: str) -> None:
-    raise AssertionError(message)
-
-
-def _run(factory: Callable[[], Awaitable[T]]) -> T:
-    async def bounded() -> T:
-        return await asyncio.wait_for(factory(), TIMEOUT_S)
-
-    return asyncio.run(bounded())
-
-
-async def _write(writer: Writer, *batches: WriteBatch) -> None:
-    await writer.start()
-    try:
-        for batch in batches:
-            await writer.write(batch)
-    finally:
-        await writer.close()
-
-
-class WriterContract:
+class WriterContract(PartialSuccessChecks):
     """Subclass as `Test<Writer>Contract`; see the module docstring."""
 
     keeps_history: ClassVar[bool] = False
@@ -139,6 +75,10 @@ class WriterContract:
 
     supports_deletes: ClassVar[bool] = True
     """False when the target cannot express a deletion; it must then refuse one as poison."""
+
+    partial_success: ClassVar[bool] = True
+    """False for a writer that stores a batch all or nothing (one transaction): its errors
+    never carry `stored`, and the runner never hands it part of a batch."""
 
     failures: ClassVar[Mapping[str, type[ConnectorError]]] = {}
     """Scenario name → the error class `start()` or `write()` must raise for it; one
@@ -153,6 +93,12 @@ class WriterContract:
         """A writer (and optionally the batch) that meets failure `scenario`; a None batch
         means `standard_batch()`."""
         raise NotImplementedError(f"failing_write({scenario!r}) is not implemented")
+
+    async def fail_partway(self, target: Target) -> tuple[Writer, WriteBatch | None] | None:
+        """A writer for `target` whose first write of the batch (None: `standard_batch()`)
+        stores part of it, then fails for a passing reason (RetriableError): the next write
+        succeeds. None (the default) when the writer's tests cannot arrange one."""
+        return None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -301,6 +247,11 @@ def _error_check(scenario: str, expected: type[ConnectorError]) -> Callable[[Any
                     _fail(f"{scenario}: raised {type(exc).__name__}({exc}), not {expected}")
                 if isinstance(exc, PoisonError) and exc.record not in batch.batch.records:
                     _fail(f"{scenario}: PoisonError names {exc.record!r}, not in the batch")
+                stored: frozenset[int] = getattr(exc, "stored", frozenset())
+                if stored and (
+                    not self.partial_success or not stored <= set(range(len(batch.entries)))
+                ):
+                    _fail(f"{scenario}: reported {sorted(stored)} stored")
                 return
             finally:
                 await writer.close()

@@ -150,8 +150,10 @@ class MemoryTarget:
 
 class MemoryWriter:
     """Stores entries in a `MemoryTarget`; can be told to fail first (`failures`, one per
-    `write`; `start_failures`, one per `start`) and to reject entries as poison (`reject`
-    returns a reason for an entry it refuses)."""
+    `write`; `start_failures`, one per `start`), to reject entries as poison (`reject`
+    returns a reason for an entry it refuses), and to fail partway (`fail_partway=n`: the
+    next write stores its first n entries, then raises RetriableError reporting them in
+    `stored`, as a writer of several requests or objects does)."""
 
     def __init__(
         self,
@@ -161,6 +163,7 @@ class MemoryWriter:
         start_failures: Iterable[Exception] = (),
         reject: Callable[[Entry], str | None] | None = None,
         flush_policy: FlushPolicy | None = None,
+        fail_partway: int | None = None,
     ) -> None:
         self.target = target if target is not None else MemoryTarget()
         self.writes: list[WriteBatch] = []
@@ -169,6 +172,7 @@ class MemoryWriter:
         self.events: list[str] = []
         self.flush_policy = flush_policy
         self._reject = reject
+        self._fail_partway = fail_partway
 
     @property
     def store(self) -> dict[bytes | None, bytes]:
@@ -185,6 +189,11 @@ class MemoryWriter:
                 reason = self._reject(entry)
                 if reason is not None:
                     raise PoisonError("write", reason, entry.source)
+        if self._fail_partway is not None:
+            count, self._fail_partway = self._fail_partway, None
+            for entry in batch.entries[:count]:
+                self.target.apply(entry)
+            raise RetriableError("failed partway", stored=range(count))
         self.writes.append(batch)
         for entry in batch.entries:
             self.target.apply(entry)

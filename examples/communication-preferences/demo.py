@@ -78,6 +78,8 @@ def main() -> int:
                 **base,
                 **settings,
                 "HTTP_URL": sink.url(urlsplit(settings["HTTP_URL"]).path),
+                "HTTP_MAX_REQUESTS_PER_S": "0",  # the local stand-in has no quota
+                "DLQ_CREATE": "true",
                 "KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap,
                 "METRICS_PORT": "0",
                 "LOG_LEVEL": "WARNING",
@@ -101,11 +103,15 @@ def main() -> int:
         for system, process in sorted(running.items(), key=lambda item: finished[item[0]][0]):
             seconds, err = finished[system]
             path = urlsplit(env_file(HERE / f"{system}.env")["HTTP_URL"]).path
-            docs = [d for r in sink.accepted(path) for d in r.documents()]
+            prefix = path.split("{", 1)[0]  # a routed URL: every path under the literal part
+            accepted = [r for r in sink.accepted() if r.path.startswith(prefix)]
+            docs = [d.get("value", d) for r in accepted for d in r.documents()]
             users = {d["user_id"] for d in docs}
+            methods = sorted({r.method for r in accepted})
             print(
                 f"{system:16} exit {process.returncode}  done after {seconds:5.1f}s  "
-                f"{len(sink.accepted(path)):5} requests  {len(docs)} changes, {len(users)} users"
+                f"{len(accepted):5} requests ({'/'.join(methods)})  {len(docs)} changes, "
+                f"{len(users)} users"
             )
             if process.returncode != 0 or len(docs) < CHANGES:
                 failed += 1

@@ -48,6 +48,7 @@ class KVTarget:
 
 class TestLmdbContract(WriterContract):
     failures = {"map_full": FatalError}
+    partial_success = False  # one transaction per batch: all or nothing
 
     @pytest.fixture(autouse=True)
     def _root(self, tmp_path: Path) -> None:
@@ -65,6 +66,7 @@ class TestLmdbContract(WriterContract):
 
 class TestRedisContract(WriterContract):
     failures = {"unreachable": RetriableError}
+    partial_success = False  # one transaction per batch: all or nothing
 
     @pytest.fixture(autouse=True)
     def _server(self, redis_server: RedisServer) -> None:

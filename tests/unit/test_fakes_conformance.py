@@ -20,6 +20,36 @@ class TestMemoryWriterContract(WriterContract):
         refuse = b"p1-k2"
         return MemoryWriter(reject=lambda e: "refused" if e.key == refuse else None), None
 
+    async def fail_partway(self, target: Target) -> tuple[Writer, WriteBatch | None]:
+        assert isinstance(target, MemoryTarget)
+        return MemoryWriter(target=target, fail_partway=5), None
+
+
+def test_the_kit_fails_a_writer_that_reports_more_stored_than_it_stored() -> None:
+    """The partial-success check is not vacuous: a writer claiming what it did not store
+    fails it."""
+
+    class Boastful(MemoryWriter):
+        async def write(self, batch: WriteBatch) -> None:
+            if self._fail_partway is not None:
+                self._fail_partway = None
+                raise RetriableError("failed partway", stored=range(5))
+            await super().write(batch)
+
+    class Contract(TestMemoryWriterContract):
+        keeps_history = True  # so that every stored entry must be found
+
+        async def fail_partway(self, target: Target) -> tuple[Writer, WriteBatch | None]:
+            assert isinstance(target, MemoryTarget)
+            return Boastful(target=target, fail_partway=5), None
+
+    try:
+        Contract().test_a_write_that_fails_partway_reports_what_it_stored()
+    except AssertionError as exc:
+        assert "reported stored are not in the target" in str(exc)
+    else:
+        raise AssertionError("the kit accepted a writer that reports what it did not store")
+
 
 def test_the_kit_fails_a_writer_that_lets_a_replay_bring_old_values_back() -> None:
     """The kit is not vacuous over the in-memory target: without positions it fails."""

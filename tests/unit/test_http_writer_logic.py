@@ -80,9 +80,12 @@ def test_requests_are_planned_by_record_and_cut_where_an_earlier_attempt_split()
     def offsets(requests: list[list[Entry]]) -> list[list[int]]:
         return [[e.source.offset for e in request] for request in requests]
 
-    # At most 4 entries a request; the two outputs of offset 3 travel together.
-    assert offsets(plan(entries, 4, set())) == [[0, 1, 2], [3, 3, 4, 5], [6, 7, 8, 9]]
+    # Aligned buckets of 4 offsets, at most 4 entries a request; the two outputs of offset
+    # 3 travel together.
+    assert offsets(plan(entries, 4, set())) == [[0, 1, 2], [3, 3], [4, 5, 6, 7], [8, 9]]
     # A record with more outputs than the cap goes alone.
     assert offsets(plan(outputs(0, 5), 4, set())) == [[0] * 5]
     # Cuts left by a split start new requests; the cap counts again from each.
-    assert offsets(plan(entries, 4, {2, 5})) == [[0, 1], [2, 3, 3, 4], [5, 6, 7, 8], [9]]
+    assert offsets(plan(entries, 4, {2, 5})) == [[0, 1], [2, 3, 3], [4], [5, 6, 7], [8, 9]]
+    # A replay whose poll ended elsewhere cuts the same requests: buckets, not batches.
+    assert offsets(plan(entries[5:], 4, set())) == [[4, 5, 6, 7], [8, 9]]

@@ -1,4 +1,4 @@
-"""The HTTP writer: POST entries as JSON, classify the answer, never retry on its own.
+"""The HTTP writer: send entries as JSON, classify each answer, report what was taken.
 
 Error tree at this boundary (httpx → ours)::
 
@@ -9,42 +9,33 @@ Error tree at this boundary (httpx → ours)::
       HTTP_FATAL_STATUSES (401, 403, 407),
       a TLS certificate that does not verify → FatalError
     any other 4xx                            → PoisonError naming a record
+    an output without a field HTTP_URL names → PoisonError naming its record
 
-Batch mode sends at most `HTTP_BATCH_MAX_MESSAGES` records per request, so a runtime batch
-sized for the commit (`BATCH_MAX_MESSAGES`) does not become a body the receiver refuses as
-too large; the requests of one partition go one after the other, in offset order.
+How entries become requests, and their idempotency keys, is `planning`'s job: lanes (one
+partition, one URL) are sent one request after the other in offset order, lanes in
+parallel (`HTTP_MAX_CONCURRENCY` requests at once, `HTTP_MAX_REQUESTS_PER_S` at most).
 
-Per-record mode (`HTTP_BATCH=false`) sends the records of one partition one after the
-other (other partitions in parallel, `HTTP_MAX_IN_FLIGHT` at most), so the receiver sees
-them in offset order; a rejected record stops its partition there and is named in the
-PoisonError, and the runner dead-letters it and writes the batch again without it.
+Partial success: the writer keeps each request's outcome. When some fail, the error it
+raises carries `stored`, the entries of the requests the receiver took (answered 2xx), so
+the runner's next attempt hands over only the rest: a 500 on one request resends that
+request, not its accepted siblings. A lane stops at its first failure, so a later change
+to a resource never overtakes an earlier one that still has to be resent.
 
-In batch mode a rejection covers a whole request. The writer then sends the request's
-records again in two halves, and halves of a rejected half, in offset order, until the
-rejected request holds one record: that record is named in the PoisonError; every other
-record was sent in a request the receiver took. The outputs of one record always travel in
-one request. The points where requests were split are kept while the runner writes the
-same batch again (without the rejected record), so the requests repeat exactly, each under
-its key, and those the receiver already took are not sent again.
-
-Idempotency key, sent in `HTTP_IDEMPOTENCY_HEADER` and the same on every replay:
-`<connector>:<topic>:<partition>:<first>-<last>` per request in batch mode (the offsets of
-its first and last record: one key, one set of records), and
-`<connector>:<topic>:<partition>:<offset>` per record (`.<n>` for the n-th extra output of
-one record). A receiver that deduplicates on it sees each replay as a repeat.
+In batch mode a rejection (4xx) covers a whole request. The writer then sends the
+request's records again in two halves, and halves of a rejected half, in offset order,
+until the rejected request holds one record: that record is named in the PoisonError, and
+every request the receiver took is in its `stored`. The points where requests were split
+are kept while the runner writes the same batch again, so the requests repeat exactly.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import itertools
-import json
 import logging
 import ssl
 import time
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from email.utils import parsedate_to_datetime
 
 from connectors import (
@@ -54,7 +45,6 @@ from connectors import (
     Entry,
     FatalError,
     PoisonError,
-    Record,
     RetriableError,
     WriteBatch,
     WriterContext,
@@ -62,46 +52,44 @@ from connectors import (
     trace_headers,
     worst,
 )
+from writers.http import metrics
+from writers.http.documents import route
+from writers.http.planning import (
+    CONTENT_TYPES,
+    Request,
+    Routed,
+    batch_request,
+    halves,
+    lane_requests,
+    lanes,
+    record_groups,
+    record_request,
+    render_body,
+)
 from writers.http.settings import HTTPSettings, mask_query
 
 try:
     import httpx
+    from aiolimiter import AsyncLimiter
 except ImportError as exc:  # pragma: no cover - depends on the install
     raise ImportError(
-        "WRITER=http needs the httpx client: pip install 'kafka-connectors[http]'"
+        "WRITER=http needs httpx and aiolimiter: pip install 'kafka-connectors[http]'"
     ) from exc
 
+__all__ = ["HttpWriter", "body", "plan", "record_groups", "retry_after"]
+
 _log = logging.getLogger("connectors.writers.http")
-CONTENT_TYPES = {"json": "application/json", "ndjson": "application/x-ndjson"}
 
 
 def body(entries: Sequence[Entry], fmt: str, as_array: bool) -> bytes:
-    docs = [document(e) for e in entries]
-    if fmt == "ndjson":
-        return "".join(json.dumps(d, separators=(",", ":")) + "\n" for d in docs).encode()
-    return json.dumps(docs if as_array else docs[0], separators=(",", ":")).encode()
-
-
-def record_groups(entries: Sequence[Entry]) -> Iterator[list[Entry]]:
-    """The entries of one partition, record by record (the outputs of a record are adjacent)."""
-    for _, group in itertools.groupby(entries, key=lambda e: e.source.offset):
-        yield list(group)
+    """The body of a request holding `entries`, without envelope."""
+    return render_body([document(e) for e in entries], fmt, as_array)
 
 
 def plan(entries: Sequence[Entry], size: int, cuts: set[int]) -> list[list[Entry]]:
-    """The requests for one partition's entries: at most `size` entries each (a record with
-    more outputs goes alone), a record's outputs never split, and a new request at each
-    offset in `cuts` (where an earlier attempt split a rejected request)."""
-    requests: list[list[Entry]] = []
-    current: list[Entry] = []
-    for group in record_groups(entries):
-        if current and (group[0].source.offset in cuts or len(current) + len(group) > size):
-            requests.append(current)
-            current = []
-        current.extend(group)
-    if current:
-        requests.append(current)
-    return requests
+    """The batch-mode requests for one partition's entries to one URL (see `planning`)."""
+    routed = [Routed(n, e, "POST", "", None) for n, e in enumerate(entries)]
+    return [[r.entry for r in request] for request in lane_requests(routed, size, cuts)]
 
 
 def retry_after(value: str | None, now: float | None = None) -> float | None:
@@ -119,20 +107,32 @@ def retry_after(value: str | None, now: float | None = None) -> float | None:
     return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
+def _limiter(rate: float) -> AsyncLimiter | None:
+    if rate <= 0:
+        return None
+    # A bucket holds at least one request: below 1/s, one per 1/rate seconds.
+    return AsyncLimiter(rate, 1.0) if rate >= 1 else AsyncLimiter(1, 1.0 / rate)
+
+
 class HttpWriter:
     def __init__(self, settings: HTTPSettings, context: WriterContext) -> None:
         self._settings = settings
         self._context = context
+        self._template = settings.template
         self._where = mask_query(settings.url)
         self._client: httpx.AsyncClient | None = None
-        self._slots = asyncio.Semaphore(settings.max_in_flight)
+        self._slots = asyncio.Semaphore(settings.concurrency)
+        self._limiter = _limiter(settings.max_requests_per_s)
         self._last_failure: str | None = None
         # What earlier attempts at the batch being written learnt: where rejected requests
-        # were split (per partition) and which requests the receiver took (key → body
-        # digest). Forgotten once the batch is written, or when another batch comes.
+        # were split (per lane), which keys the receiver took, and the place of each entry
+        # among its record's outputs (per-record keys stay the same when only some outputs
+        # are resent). Forgotten once the batch is written, or when another batch comes.
         self._batch: Batch | None = None
-        self._cuts: dict[tuple[str, int], set[int]] = {}
-        self._taken: dict[str, bytes] = {}
+        self._cuts: dict[tuple[str, int, str], set[int]] = {}
+        self._taken: set[str] = set()
+        self._ordinals: dict[int, int] = {}
+        self._entries: Sequence[Entry] = ()
 
     async def start(self) -> None:
         # httpx logs every request line at INFO, URL included (tokens travel in queries).
@@ -152,119 +152,139 @@ class HttpWriter:
             ),
             follow_redirects=False,
             limits=httpx.Limits(
-                max_connections=s.max_in_flight, max_keepalive_connections=s.max_in_flight
+                max_connections=s.concurrency, max_keepalive_connections=s.concurrency
             ),
         )
 
     async def write(self, batch: WriteBatch) -> None:
         if batch.batch is not self._batch:
-            self._forget()
-            self._batch = batch.batch
-        groups = batch.by_partition()
-        if self._settings.batch:
-            jobs = [self._in_requests(entries) for entries in groups.values()]
-        else:
-            jobs = [self._one_by_one(entries) for entries in groups.values()]
+            self._begin(batch)
+        routed = self._route(batch.entries)
+        taken: set[int] = set()
+        jobs = [self._lane(self._requests(items), taken) for items in lanes(routed).values()]
         results = await asyncio.gather(*jobs, return_exceptions=True)
         failures = [r for r in results if isinstance(r, BaseException)]
         if failures:
-            raise worst(failures)
+            failure = worst(failures)
+            if isinstance(failure, RetriableError | PoisonError):
+                failure.stored = frozenset(taken)
+            raise failure
         self._forget()
+
+    def _begin(self, batch: WriteBatch) -> None:
+        self._forget()
+        self._batch = batch.batch
+        self._entries = batch.entries  # keeps the ids below valid
+        previous, n = None, 0
+        for entry in batch.entries:
+            n = n + 1 if entry.source is previous else 0
+            previous = entry.source
+            self._ordinals[id(entry)] = n
 
     def _forget(self) -> None:
         self._batch = None
+        self._entries = ()
         self._cuts.clear()
         self._taken.clear()
+        self._ordinals.clear()
 
-    def _stream(self, source: Record) -> str:
-        return f"{self._context.connector_name}:{source.topic}:{source.partition}"
+    def _route(self, entries: Sequence[Entry]) -> list[Routed]:
+        """Every entry with its method, URL and document; the first one HTTP_URL cannot
+        place is poison (nothing was sent yet)."""
+        template, settings = self._template, self._settings
+        return [route(n, entry, template, settings) for n, entry in enumerate(entries)]
 
-    def _range_key(self, entries: Sequence[Entry]) -> str:
-        first, last = entries[0].source, entries[-1].source
-        return f"{self._stream(first)}:{first.offset}-{last.offset}"
+    def _requests(self, items: list[Routed]) -> list[Request]:
+        name, fmt = self._context.connector_name, self._settings.format
+        if not self._settings.batch:
+            return [record_request(name, i, self._ordinals.get(id(i.entry), 0), fmt) for i in items]
+        cuts = self._cuts.setdefault(items[0].lane, set())
+        planned = lane_requests(items, self._settings.batch_max_messages, cuts)
+        cuts.update(request[0].offset for request in planned)
+        return [batch_request(name, request, fmt) for request in planned]
 
-    async def _in_requests(self, entries: Sequence[Entry]) -> None:
-        first = entries[0].source
-        where = (first.topic, first.partition)
-        pending = deque(
-            (request, False)
-            for request in plan(
-                entries, self._settings.batch_max_messages, self._cuts.get(where, set())
-            )
-        )
+    async def _lane(self, requests: list[Request], taken: set[int]) -> None:
+        """Send one lane's requests in order; stop at the first failure. A rejected batch
+        request is split in halves, first half first, until the rejected record is alone."""
+        pending = deque(requests)
         while pending:
-            request, part = pending.popleft()
-            key = self._range_key(request)
+            request = pending.popleft()
             try:
-                await self._post(request, key, True)
+                await self._send(request)
             except PoisonError as exc:
-                groups = list(record_groups(request))
-                if len(groups) == 1:
+                split = halves(request.items) if self._settings.batch else None
+                if split is None:
                     raise
-                # Split in halves, first half first: the receiver keeps seeing offset order.
-                half = len(groups) // 2
-                cuts = self._cuts.setdefault(where, set())
-                cuts.update((groups[0][0].source.offset, groups[half][0].source.offset))
-                if pending:
-                    cuts.add(pending[0][0][0].source.offset)
-                pending.appendleft((list(itertools.chain(*groups[half:])), True))
-                pending.appendleft((list(itertools.chain(*groups[:half])), True))
-                (_log.debug if part else _log.info)(
-                    "%s; sending its %d records again in smaller requests to find the rejected one",
+                cuts = self._cuts.setdefault(request.items[0].lane, set())
+                cuts.add(split[1][0].offset)
+                name, fmt = self._context.connector_name, self._settings.format
+                pending.extendleft(reversed([batch_request(name, h, fmt) for h in split]))
+                (
+                    _log.debug
+                    if len(request.items) < self._settings.batch_max_messages
+                    else _log.info
+                )(
+                    "%s; sending its records again in smaller requests to find the rejected one",
                     exc,
-                    len(groups),
                 )
+                continue
+            taken.update(request.indices)
 
-    async def _one_by_one(self, entries: Sequence[Entry]) -> None:
-        previous, n = None, 0
-        for entry in entries:
-            source = entry.source
-            n = n + 1 if source is previous else 0
-            previous = source
-            key = (
-                f"{self._context.connector_name}:{source.topic}:{source.partition}:{source.offset}"
-            )
-            await self._post([entry], key + (f".{n}" if n else ""), False)
-
-    async def _post(self, entries: Sequence[Entry], key: str, as_array: bool) -> None:
+    async def _send(self, request: Request) -> None:
         if self._client is None:
             raise FatalError("HTTP writer used before start()")
-        s = self._settings
-        headers = {s.idempotency_header: key, **trace_headers(entries)}
+        if request.key in self._taken:
+            return  # taken by the receiver in an earlier attempt at this batch
+        entries = [item.entry for item in request.items]
+        headers = {self._settings.idempotency_header: request.key, **trace_headers(entries)}
         if len(entries) == 1 and "traceparent" not in headers:
             # Tracing off: forward the producer's context as it came.
             for name in TRACE_HEADERS:
                 found = entries[0].source.header(name)
                 if found is not None:
                     headers[name] = found.decode("latin-1")
-        content = body(entries, s.format, as_array)
-        digest = hashlib.blake2b(content, digest_size=16).digest()
-        if self._taken.get(key) == digest:
-            return  # taken by the receiver in an earlier attempt at this batch
+        if self._limiter is not None:
+            await self._limiter.acquire()
         async with self._slots:
+            started = time.perf_counter()
             try:
-                response = await self._client.post(s.url, content=content, headers=headers)
+                response = await self._client.request(
+                    request.method, request.url, content=request.content, headers=headers
+                )
             except httpx.HTTPError as exc:
-                raise self._transport_error(exc, key) from exc
-        self._classify(response, entries, key)
-        self._taken[key] = digest
+                self._observe(
+                    request.method,
+                    started,
+                    "timeout" if isinstance(exc, httpx.TimeoutException) else "error",
+                )
+                raise self._transport_error(exc, request) from exc
+            self._observe(request.method, started, str(response.status_code))
+        self._classify(response, request)
+        self._taken.add(request.key)
 
-    def _transport_error(self, exc: httpx.HTTPError, key: str) -> ConnectorError:
+    def _observe(self, method: str, started: float, code: str) -> None:
+        name = self._context.connector_name
+        metrics.REQUEST_SECONDS.labels(name, method).observe(time.perf_counter() - started)
+        metrics.REQUESTS.labels(name, method, code).inc()
+
+    def _transport_error(self, exc: httpx.HTTPError, request: Request) -> ConnectorError:
         text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
         if isinstance(exc, httpx.UnsupportedProtocol | httpx.InvalidURL):
             return FatalError(f"HTTP_URL {self._where} cannot be used: {text}")
         if "CERTIFICATE_VERIFY_FAILED" in str(exc):
             return FatalError(f"TLS certificate of {self._where} does not verify: {text}")
         self._last_failure = f"{self._where}: {text}"
-        return RetriableError(f"POST {self._where} ({key}) failed: {text}")
+        return RetriableError(f"{request.method} {self._where} ({request.key}) failed: {text}")
 
-    def _classify(self, response: httpx.Response, entries: Sequence[Entry], key: str) -> None:
+    def _classify(self, response: httpx.Response, request: Request) -> None:
         code = response.status_code
         if 200 <= code < 300:
             self._last_failure = None
             return
         said = self._redacted(response.text)[:300].strip()
-        what = f"POST {self._where} ({key}) answered {code}" + (f": {said}" if said else "")
+        what = f"{request.method} {self._where} ({request.key}) answered {code}" + (
+            f": {said}" if said else ""
+        )
         if code in (408, 429) or code >= 500:
             self._last_failure = what
             raise RetriableError(what, retry_after(response.headers.get("Retry-After")))
@@ -273,7 +293,7 @@ class HttpWriter:
             raise FatalError(f"{what}; redirects are not followed, set HTTP_URL to {moved}")
         if code in self._settings.fatal_statuses:
             raise FatalError(f"{what}; check HTTP_HEADERS (credentials) and HTTP_URL")
-        raise PoisonError("write", f"{what}; rejected for good", entries[0].source)
+        raise PoisonError("write", f"{what}; rejected for good", request.first.source)
 
     def _redacted(self, text: str) -> str:
         """A receiver may echo the credential it refuses ("invalid token: Bearer abc"): each

@@ -1,4 +1,4 @@
-"""`HTTP_*` settings: where to POST, with which headers, how much at once.
+"""`HTTP_*` settings: where to send, with which method and headers, how much at once.
 
 `HTTP_HEADERS` usually carries a bearer token, so the whole variable is a secret: its
 values never appear in `connector check`, in a configuration error or in a log line; only
@@ -16,6 +16,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
 
 from connectors import Settings, encoding_hint, mask_url, readable_file
+from writers.http.routing import Template, parse
 
 _TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 
@@ -73,7 +74,30 @@ class HTTPSettings(Settings):
         env_prefix="HTTP_", frozen=True, extra="ignore", case_sensitive=False
     )
 
-    url: str = Field(description="an http:// or https:// URL to POST to")
+    url: str = Field(
+        description="an http:// or https:// URL, or a template of one with {key}, {topic}, "
+        "{partition}, {offset} or {value.<field>} placeholders"
+    )
+    method: Literal["POST", "PUT", "PATCH"] = Field("POST", description="POST, PUT or PATCH")
+    delete_method: Literal["DELETE", "POST", "PUT", "PATCH"] | None = Field(
+        None,
+        description="DELETE, POST, PUT or PATCH (deletions sent alone, without a body); "
+        "empty: deletions go with HTTP_METHOD as a document with a null value",
+    )
+    envelope: bool = Field(
+        False,
+        description="true (each document is {key, topic, partition, offset, timestamp_ms, "
+        "value}) or false (the output alone)",
+    )
+    max_requests_per_s: float = Field(
+        0.0, ge=0, le=1_000_000, description="requests per second, 0-1000000 (0: no limit)"
+    )
+    max_concurrency: int | None = Field(
+        None,
+        ge=1,
+        le=256,
+        description="an integer 1-256 (requests at once; default HTTP_MAX_IN_FLIGHT)",
+    )
     headers: SecretStr = Field(
         SecretStr(""), description="'Name: value; Name2: value2' or a JSON object"
     )
@@ -94,7 +118,9 @@ class HTTPSettings(Settings):
     allow_insecure_auth: bool = Field(
         False, description="true or false (true: credentials may travel over plain http://)"
     )
-    max_in_flight: int = Field(4, ge=1, le=256, description="an integer 1-256")
+    max_in_flight: int = Field(
+        4, ge=1, le=256, description="an integer 1-256 (older name of HTTP_MAX_CONCURRENCY)"
+    )
     idempotency_header: str = Field(
         "Idempotency-Key", pattern=_TOKEN.pattern, description="a header name"
     )
@@ -108,7 +134,8 @@ class HTTPSettings(Settings):
     @classmethod
     def _http_url(cls, value: str) -> str:
         value = value.strip()
-        parts = urlsplit(value)
+        template = parse(value)
+        parts = urlsplit(template.sample())
         try:
             port_ok = parts.port is None or parts.port > 0
         except ValueError:
@@ -129,6 +156,19 @@ class HTTPSettings(Settings):
     @classmethod
     def _lower(cls, value: Any) -> Any:
         return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("method", "delete_method", mode="before")
+    @classmethod
+    def _upper(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = value.strip().upper()
+            return value or None
+        return value
+
+    @field_validator("max_concurrency", mode="before")
+    @classmethod
+    def _unset(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("fatal_statuses", mode="before")
     @classmethod
@@ -160,18 +200,30 @@ class HTTPSettings(Settings):
                 )
         return self
 
+    @property
+    def template(self) -> Template:
+        return parse(self.url)
+
+    @property
+    def concurrency(self) -> int:
+        """HTTP_MAX_CONCURRENCY, or HTTP_MAX_IN_FLIGHT (its older name) when unset."""
+        return self.max_concurrency or self.max_in_flight
+
     def header_pairs(self) -> list[tuple[str, str]]:
         return parse_headers(self.headers.get_secret_value())
 
     def describe(self) -> str:
         names = "; ".join(f"{name}: *****" for name, _ in self.header_pairs())
         return (
-            f"HTTP_URL={mask_query(self.url)} HTTP_HEADERS={names!r} "
+            f"HTTP_URL={mask_query(self.url)} HTTP_METHOD={self.method} "
+            f"HTTP_DELETE_METHOD={self.delete_method or '(HTTP_METHOD, as a document)'} "
+            f"HTTP_ENVELOPE={str(self.envelope).lower()} HTTP_HEADERS={names!r} "
             f"HTTP_BATCH={str(self.batch).lower()} "
             f"HTTP_BATCH_MAX_MESSAGES={self.batch_max_messages} HTTP_FORMAT={self.format} "
             f"HTTP_TIMEOUT_S={self.timeout_s:g} HTTP_VERIFY_TLS={str(self.verify_tls).lower()} "
             f"HTTP_CA_FILE={self.ca_file or '(system)'} "
-            f"HTTP_MAX_IN_FLIGHT={self.max_in_flight} "
+            f"HTTP_MAX_CONCURRENCY={self.concurrency} "
+            f"HTTP_MAX_REQUESTS_PER_S={self.max_requests_per_s:g} "
             f"HTTP_IDEMPOTENCY_HEADER={self.idempotency_header} "
             f"HTTP_FATAL_STATUSES={','.join(map(str, self.fatal_statuses))}"
         )
