@@ -49,7 +49,7 @@ class S3Settings(Settings):
     )
     compression: Literal["gzip", "none"] = Field("gzip", description="gzip or none")
     partition_by: Literal["none", "date"] = Field(
-        "none", description="none or date (a dt=YYYY-MM-DD folder from the record timestamp)"
+        "none", description="none or date (a dt=YYYY-MM-DD folder from the event time)"
     )
     key_template: str | None = Field(
         None,

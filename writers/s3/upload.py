@@ -106,9 +106,10 @@ class S3Writer:
         self._guard.track(batch.batch)
         routed = self._router.route(batch.entries)
         stored: set[int] = set()
+        listed = await asyncio.gather(*(self._listed(group) for group in routed.groups))
         objects: list[_Object] = []
-        for group in routed.groups:
-            objects.extend(await self._objects(group, stored))
+        for group, ranges in zip(routed.groups, listed, strict=True):
+            objects.extend(self._objects(group, ranges, stored))
         results = await asyncio.gather(
             *(self._upload(obj) for obj in objects), return_exceptions=True
         )
@@ -126,10 +127,18 @@ class S3Writer:
             raise first
         self._guard.written(batch.batch.next_offsets)
 
-    async def _objects(self, group: Group, stored: set[int]) -> list[_Object]:
+    async def _listed(self, group: Group) -> list[tuple[int, int]]:
+        """What the bucket already holds of this group's path; the listings of a write's
+        paths run `S3_UPLOAD_CONCURRENCY` at a time (only the first write of a path after
+        a start lists)."""
+        async with self._uploads:
+            return await self._guard.stored(group.tp, group.route)
+
+    def _objects(
+        self, group: Group, ranges: list[tuple[int, int]], stored: set[int]
+    ) -> list[_Object]:
         """The objects of one path: its units minus those already in the bucket (whose
         entries join `stored`), cut under the cap."""
-        ranges = await self._guard.stored(group.tp, group.route)
         keep = [n for n, offset in enumerate(group.offsets) if not covered(offset, ranges)]
         if len(keep) < len(group.offsets):
             kept = set(keep)
