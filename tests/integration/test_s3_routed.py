@@ -187,3 +187,28 @@ def test_routed_by_account_and_event_day_survives_kill_9(
         f"{before} committed and {len(left)} objects stored; restart caught up "
         f"{EVENTS - before} records in {finished - restart:.1f} s"
     )
+
+
+@pytest.mark.parametrize(
+    "template",
+    [
+        "account={value.account_id}/{topic}-{partition}-{first_offset}-{last_offset",
+        "account={value.account_id}/{topic}-{partition}-{first_offset}-{last_offset}/{colour}",
+    ],
+)
+@pytest.mark.parametrize("command", ["check", "run"])
+def test_a_bad_template_is_a_config_error(template: str, command: str) -> None:
+    env = connector_env(
+        CONNECTOR_NAME="audit",
+        TOPICS="audit.v1",
+        TOPIC_SCHEMAS="audit.v1=audit.v1.AuditEvent",
+        PROTO_DESCRIPTOR_SET=str(EXAMPLE / "audit.binpb"),
+        KAFKA_BOOTSTRAP_SERVERS="127.0.0.1:1",  # nothing listens: nothing may connect first
+        WRITER="s3",
+        S3_BUCKET="audit-logs",
+        S3_KEY_TEMPLATE=template,
+    )
+    done = run_connector(command, env=env, timeout=60)
+    assert done.returncode == 2, done.stderr
+    (line,) = [x for x in done.stderr.splitlines() if x.startswith("config error:")]
+    assert line.startswith("config error: S3_KEY_TEMPLATE="), line

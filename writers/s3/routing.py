@@ -16,8 +16,14 @@ from typing import Any
 
 from connectors import Entry, PoisonError, Record, TopicPartition, document
 from writers.s3 import formats
-from writers.s3.eventtime import event_time, record_time
-from writers.s3.template import KeyTemplate, MissingField, Route, time_fields
+from writers.s3.eventtime import event_time
+from writers.s3.template import (
+    KeyTemplate,
+    MissingField,
+    Route,
+    record_time_fields,
+    time_fields,
+)
 
 
 @dataclass(slots=True)
@@ -93,13 +99,10 @@ class Router:
         doc: Any = document(entry) if self._needs_doc else None
         fields = {"topic": source.topic, "partition": str(source.partition)}
         try:
-            if self._template.uses_time:
-                when = (
-                    record_time(source.timestamp_ms)
-                    if self._time_field is None
-                    else event_time(doc, self._time_field)
-                )
-                fields.update(time_fields(when))
+            if self._template.uses_time and self._time_field is None:
+                fields.update(record_time_fields(source.timestamp_ms))
+            elif self._template.uses_time and self._time_field is not None:
+                fields.update(time_fields(event_time(doc, self._time_field)))
             route = self._template.route(self._prefix, self._extension, fields, doc)
         except MissingField as exc:
             raise PoisonError(

@@ -22,7 +22,8 @@ from __future__ import annotations
 import re
 import string
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 from urllib.parse import quote
 
@@ -31,6 +32,8 @@ TIME_FIELDS = ("year", "month", "day", "hour")
 _VALUE = re.compile(r"^value(\.[A-Za-z_][A-Za-z0-9_]*)+$")
 MAX_KEY_BYTES = 1024
 """S3's (and R2's) longest object key, in UTF-8 bytes."""
+ROUTES_KEPT = 100_000
+"""Routes remembered by the values they were made of, before the memory starts over."""
 
 DEFAULT = "{topic}/{partition}/{first_offset}-{last_offset}"
 DEFAULT_DATED = "{topic}/dt={year}-{month}-{day}/{partition}/{first_offset}-{last_offset}"
@@ -40,6 +43,7 @@ class MissingField(ValueError):
     """A record's output cannot name its object: the record is poison, not the template."""
 
 
+@lru_cache(maxsize=65_536)
 def escape(value: str) -> str:
     """`value` as the content of one path segment: never a `/`, never `.` or `..`."""
     escaped = quote(value, safe="")
@@ -75,12 +79,9 @@ class Route:
     before: str
     between: str
     after: str
-    _pattern: re.Pattern[str] = field(init=False, repr=False, compare=False, hash=False)
-
-    def __post_init__(self) -> None:
-        text = re.escape(self.before) + r"(\d{20})" + re.escape(self.between)
-        pattern = re.compile(text + r"(\d{20})" + re.escape(self.after) + r"\Z")
-        object.__setattr__(self, "_pattern", pattern)
+    _pattern: list[re.Pattern[str]] = field(
+        default_factory=list, repr=False, compare=False, hash=False
+    )
 
     def key(self, first: int, last: int) -> str:
         return f"{self.before}{first:020}{self.between}{last:020}{self.after}"
@@ -98,7 +99,10 @@ class Route:
 
     def offsets(self, key: str) -> tuple[int, int] | None:
         """(first, last) of a key of this path; None for any other key."""
-        found = self._pattern.match(key)
+        if not self._pattern:  # compiled on first use: most routes are never listed
+            text = re.escape(self.before) + r"(\d{20})" + re.escape(self.between)
+            self._pattern.append(re.compile(text + r"(\d{20})" + re.escape(self.after) + r"\Z"))
+        found = self._pattern[0].match(key)
         return None if found is None else (int(found.group(1)), int(found.group(2)))
 
 
@@ -118,18 +122,31 @@ class KeyTemplate:
         names = [p.name for p in self._parts if p.name is not None]
         self.uses_time = any(name in TIME_FIELDS for name in names)
         self.uses_values = any(name.startswith("value.") for name in names)
+        self._named = [p.name for p in self._parts if p.name and not p.name.endswith("_offset")]
+        self._routes: dict[tuple[str, ...], Route] = {}
 
     def route(self, prefix: str, extension: str, fields: dict[str, str], document: Any) -> Route:
         """The route of a record: `fields` holds topic, partition and (when used) the time
-        parts; value fields are read from `document`."""
+        parts; value fields are read from `document`. Routes are kept by the values they
+        were made of: most records of a write share a few."""
+        values = tuple(escape(self._value(name, fields, document)) for name in self._named)
+        route = self._routes.get(values)
+        if route is None:
+            if len(self._routes) >= ROUTES_KEPT:
+                self._routes.clear()
+            route = self._routes[values] = self._build(prefix, extension, values)
+        return route
+
+    def _build(self, prefix: str, extension: str, values: tuple[str, ...]) -> Route:
         texts: list[str] = [prefix + "/" if prefix else ""]
         cuts: list[int] = []
+        given = iter(values)
         for part in self._parts:
             texts.append(part.literal)
             if part.name in ("first_offset", "last_offset"):
                 cuts.append(len(texts))
             elif part.name is not None:
-                texts.append(escape(self._value(part.name, fields, document)))
+                texts.append(next(given))
         texts.append("." + extension)
         first, last = cuts
         route = Route("".join(texts[:first]), "".join(texts[first:last]), "".join(texts[last:]))
@@ -146,6 +163,18 @@ class KeyTemplate:
 
 
 def time_fields(when: datetime) -> dict[str, str]:
+    """`{year}`..`{hour}` of a UTC time; computed once per hour seen."""
+    return _hour_fields(int(when.timestamp() // 3600))
+
+
+def record_time_fields(timestamp_ms: int) -> dict[str, str]:
+    """`{year}`..`{hour}` of a Kafka record timestamp; none (<= 0) is 1970-01-01T00."""
+    return _hour_fields(max(timestamp_ms, 0) // 3_600_000)
+
+
+@lru_cache(maxsize=4096)
+def _hour_fields(hour: int) -> dict[str, str]:
+    when = datetime.fromtimestamp(hour * 3600, tz=UTC)
     return {
         "year": f"{when.year:04d}",
         "month": f"{when.month:02d}",
