@@ -40,6 +40,11 @@ class FailingClient(ObstoreClient):
         self.refuse = refuse
         self.failures = failures
         self.puts: list[str] = []
+        self.lists = 0
+
+    async def keys_after(self, folder: str, start_after: str) -> list[str]:
+        self.lists += 1
+        return await super().keys_after(folder, start_after)
 
     async def put(self, key: str, body: bytes, headers: Mapping[str, str]) -> None:
         self.puts.append(key)
@@ -101,8 +106,10 @@ async def test_a_failed_object_is_the_only_one_uploaded_again() -> None:
     rest = WriteBatch(write.batch, tuple(e for i, e in enumerate(write.entries) if i not in stored))
     client.puts.clear()
     client.failures = 0
+    listed = client.lists
     await writer.write(rest)
     assert client.puts == refused, "the retry uploads only the refused objects, same names"
+    assert client.lists == listed, "a retry of the same write lists nothing again"
     check_each_event_once(store, 30)
 
 

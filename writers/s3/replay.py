@@ -51,7 +51,8 @@ class ReplayGuard:
         for tp, first in firsts.items():
             known = self._partitions.get(tp)
             if known is None or known.next_offset != first:
-                self._partitions[tp] = _Partition(anchor=first)
+                # expected next: this batch again, when a failed attempt is retried
+                self._partitions[tp] = _Partition(next_offset=first, anchor=first)
 
     def written(self, next_offsets: dict[TopicPartition, int]) -> None:
         for tp, next_offset in next_offsets.items():
