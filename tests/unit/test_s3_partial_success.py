@@ -22,6 +22,7 @@ from connectors.core.errors import Problem
 from connectors.runtime.runner import Runner
 from connectors.testing.fakes import MemoryDeadLetters, MemoryReader
 from tests.unit.test_runner import pipeline
+from writers.s3 import replay
 from writers.s3.client import ObstoreClient
 from writers.s3.settings import S3Settings
 from writers.s3.upload import OBJECTS, S3Writer
@@ -156,9 +157,14 @@ async def test_a_record_without_its_path_field_is_dead_lettered_and_the_rest_sto
     assert reader.commits == [{("raw", 0): 4}]
 
 
-async def test_objects_are_split_under_the_cap_and_a_crash_replay_duplicates_nothing() -> None:
+@pytest.mark.parametrize("kept", [100_000, 1])
+async def test_objects_are_split_under_the_cap_and_a_crash_replay_duplicates_nothing(
+    kept: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A run uploads some of a write's objects (the later pieces of a path included) and
-    dies; the next run replays from the committed offset with other batch boundaries."""
+    dies; the next run replays from the committed offset with other batch boundaries. With
+    `kept=1` the guard forgets every path but the last and lists them again."""
+    monkeypatch.setattr(replay, "ROUTES_KEPT", kept)
     store = MemoryStore()
     cap = {"S3_OBJECT_MAX_BYTES": "1024", "S3_COMPRESSION": "none"}
     crashed = FailingClient(store, refuse="-00000000000000000000-", failures=1)

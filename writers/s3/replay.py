@@ -13,6 +13,11 @@ what one write covered, so only objects the crashed run left past that offset ar
 Why a range is enough: an object holds a run of consecutive units of its path's records
 within one write, so a record of that path inside the range of an object but not in it was
 stored in another object of the same write (or is poison, never routed to a path at all).
+
+Only what the listings found is kept: the objects this run uploads are never handed to it
+again (a retry gets only the entries not reported stored; a rewind or rebalance lists
+anew), so the memory is one entry per path met since the partition's replay point, plus
+the ranges a crashed run left.
 """
 
 from __future__ import annotations
@@ -25,6 +30,10 @@ from writers.s3.client import ObjectClient
 from writers.s3.template import Route
 
 _log = logging.getLogger("connectors.writers.s3")
+ROUTES_KEPT = 100_000
+"""Paths remembered per partition. Forgetting one costs a listing when it is met again,
+never a duplicate: that listing also finds this run's own objects of the path, which hold
+only offsets before the records being written."""
 
 
 @dataclass
@@ -62,13 +71,10 @@ class ReplayGuard:
         """The offset ranges of this path's objects of `tp` from the replay point on."""
         state = self._partitions.setdefault(tp, _Partition())
         if route not in state.ranges:
+            if len(state.ranges) >= ROUTES_KEPT:  # the oldest is listed again if met again
+                del state.ranges[next(iter(state.ranges))]
             state.ranges[route] = await self._list(route, state.anchor)
         return state.ranges[route]
-
-    def uploaded(self, tp: TopicPartition, route: Route, first: int, last: int) -> None:
-        self._partitions.setdefault(tp, _Partition()).ranges.setdefault(route, []).append(
-            (first, last)
-        )
 
     async def _list(self, route: Route, anchor: int) -> list[tuple[int, int]]:
         found = []

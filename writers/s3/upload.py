@@ -172,7 +172,6 @@ class S3Writer:
             )  # fmt: skip
         async with self._uploads:
             await self._client.put(obj.key, obj.body, self._headers)
-        self._guard.uploaded(obj.tp, obj.route, obj.first, obj.last)
         labels = (self._context.connector_name, "s3", obj.tp[0])
         OBJECTS.labels(*labels).inc()
         OBJECT_BYTES.labels(*labels).inc(len(obj.body))
