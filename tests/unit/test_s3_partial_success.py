@@ -188,3 +188,21 @@ async def test_headers_say_ndjson_and_gzip() -> None:
     attributes = obstore.get(store, meta["path"]).attributes
     assert attributes["Content-Type"] == "application/x-ndjson"
     assert attributes["Content-Encoding"] == "gzip"
+
+
+async def test_the_default_layout_is_unchanged_and_dated_by_the_time_field() -> None:
+    store = MemoryStore()
+    problems: list[Problem] = []
+    env = {"S3_BUCKET": "logs", "S3_PREFIX": "p", "S3_PARTITION_BY": "date"}
+    dated = load(S3Settings, {**env, "S3_TIME_FIELD": "at"}, problems)
+    plain = load(S3Settings, {"S3_BUCKET": "logs", "S3_PREFIX": "p"}, problems)
+    assert dated is not None and plain is not None, problems
+    docs = [{"at": "2026-11-30T23:59:59Z"}, {"at": "2026-12-01T00:00:00+00:00"}]
+    records = [Record("raw", 4, o, b"k", json.dumps(d).encode(), (), 0) for o, d in enumerate(docs)]
+    await S3Writer(dated, WriterContext("unit"), FailingClient(store)).write(batch_of(records))
+    await S3Writer(plain, WriterContext("unit"), FailingClient(store)).write(batch_of(records))
+    assert sorted(stored_events(store)) == [
+        "p/raw/4/00000000000000000000-00000000000000000001.ndjson.gz",
+        "p/raw/dt=2026-11-30/4/00000000000000000000-00000000000000000000.ndjson.gz",
+        "p/raw/dt=2026-12-01/4/00000000000000000001-00000000000000000001.ndjson.gz",
+    ]
