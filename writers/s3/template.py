@@ -203,11 +203,13 @@ def _parse(text: str) -> list[_Part]:
                     "{value.<field>}"
                 )
         parts.append(_Part(literal, name))
-    _check_shape(text, [p.name for p in parts if p.name is not None], parts)
+    _check_shape(text, parts)
     return parts
 
 
-def _check_shape(text: str, names: list[str | None], parts: list[_Part]) -> None:
+def _check_shape(text: str, parts: list[_Part]) -> None:
+    """The required placeholders once each, in order, and no empty, `.` or `..` segment."""
+    names = [p.name for p in parts if p.name is not None]
     for required in KAFKA_FIELDS:
         if required not in names:
             raise ValueError(
