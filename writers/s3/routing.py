@@ -18,6 +18,7 @@ from connectors import Entry, PoisonError, Record, TopicPartition, document
 from writers.s3 import formats
 from writers.s3.eventtime import event_time
 from writers.s3.template import (
+    ROUTES_KEPT,
     KeyTemplate,
     MissingField,
     Route,
@@ -72,6 +73,12 @@ class Router:
             or template.uses_values
             or (template.uses_time and time_field is not None)
         )
+        # Routes that depend on the record's position and timestamp only (the default
+        # layouts), kept by (topic, partition, hour): no key is built per record.
+        self._record_only = not template.uses_values and (
+            not template.uses_time or time_field is None
+        )
+        self._by_record: dict[tuple[str, int, int], Route] = {}
 
     def route(self, entries: Sequence[Entry]) -> Routed:
         placed: list[tuple[Route, bytes] | None] = []
@@ -97,6 +104,18 @@ class Router:
     def _place(self, entry: Entry) -> tuple[Route, bytes]:
         source = entry.source
         doc: Any = document(entry) if self._needs_doc else None
+        if not self._record_only:
+            return self._route(source, doc), formats.unit(entry, self._fmt, doc)
+        hour = max(source.timestamp_ms, 0) // 3_600_000 if self._template.uses_time else 0
+        known = (source.topic, source.partition, hour)
+        route = self._by_record.get(known)
+        if route is None:
+            if len(self._by_record) >= ROUTES_KEPT:
+                self._by_record.clear()
+            route = self._by_record[known] = self._route(source, doc)
+        return route, formats.unit(entry, self._fmt, doc)
+
+    def _route(self, source: Record, doc: Any) -> Route:
         fields = {"topic": source.topic, "partition": str(source.partition)}
         try:
             if self._template.uses_time and self._time_field is None:
@@ -108,7 +127,7 @@ class Router:
             raise PoisonError(
                 "write", f"S3_KEY_TEMPLATE cannot name an object for it: {exc}", source
             ) from exc
-        return route, formats.unit(entry, self._fmt, doc)
+        return route
 
 
 def _position(record: Record) -> tuple[TopicPartition, int]:
