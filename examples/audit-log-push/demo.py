@@ -3,7 +3,8 @@
 Kafka (KRaft, from Maven Central jars) and S3Proxy (an S3 API on a local folder) start from
 the test harness; 5,000 audit events go in with kcat; the connector runs with
 `audit-log-push.env`, its R2 address swapped for the local S3Proxy; the objects it wrote
-are listed with their first lines. Run from the repository root:
+are listed, each event checked to be in its account's and day's folder, once. Run from
+the repository root:
 
     .venv/bin/python examples/audit-log-push/demo.py
 """
@@ -11,9 +12,11 @@ are listed with their first lines. Run from the repository root:
 from __future__ import annotations
 
 import gzip
+import json
 import os
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -65,6 +68,7 @@ def main() -> int:
     with KafkaBroker() as kafka, S3ProxyServer() as s3:
         s3.create_bucket(settings["S3_BUCKET"])
         create_topic(kafka.bootstrap, "audit.v1", partitions=3)
+        create_topic(kafka.bootstrap, f"{settings['CONNECTOR_NAME']}.dlq", partitions=1)
         produce(kafka.bootstrap, "audit.v1", audit_events(EVENTS))
         local = {k: v for k, v in s3.env(settings["S3_BUCKET"]).items() if k != "S3_REGION"}
         env = {
@@ -83,14 +87,28 @@ def main() -> int:
             print(done.stderr, file=sys.stderr)
             return done.returncode
         objects = s3.files(settings["S3_BUCKET"], settings["S3_PREFIX"])
-        lines = 0
-        for key, data in objects.items():
-            body = gzip.decompress(data).decode().splitlines()
-            lines += len(body)
-            print(f"{key}  ({len(body)} events)")
+        ids: list[str] = []
+        misplaced = 0
+        for n, (key, data) in enumerate(objects.items()):
+            docs = [json.loads(line) for line in gzip.decompress(data).decode().splitlines()]
+            ids += [doc["id"] for doc in docs]
+            misplaced += sum(f"/{folder(doc)}/" not in key for doc in docs)
+            if n < 10:
+                print(f"{key}  ({len(docs)} events)")
         first = gzip.decompress(next(iter(objects.values()))).decode().splitlines()[0]
-        print(f"{len(objects)} objects, {lines} events; first line:\n{first}")
-        return 0 if lines == EVENTS else 1
+        folders = {key.rsplit("/", 1)[0] for key in objects}
+        print(
+            f"... {len(objects)} objects in {len(folders)} account/day folders, {len(ids)} "
+            f"events ({len(set(ids))} distinct), {misplaced} in a wrong folder; first line:"
+            f"\n{first}"
+        )
+        return 0 if sorted(set(ids)) == sorted(ids) and len(ids) == EVENTS and not misplaced else 1
+
+
+def folder(doc: dict[str, str]) -> str:
+    """The folder an event belongs in: its account and the UTC day of its own time."""
+    day = datetime.fromtimestamp(int(doc["occurred_at_ms"]) / 1000, tz=UTC)
+    return f"account={doc['account_id']}/dt={day:%Y-%m-%d}"
 
 
 if __name__ == "__main__":

@@ -81,8 +81,10 @@ def test_length_delimited_round_trip_and_deletes_refused() -> None:
 def test_extensions_and_content_types() -> None:
     assert formats.extension("ndjson", "gzip") == "ndjson.gz"
     assert formats.extension("protobuf", "none") == "protodelim"
-    assert formats.content_type("ndjson", "none") == "application/x-ndjson"
-    assert formats.content_type("protobuf", "gzip") == "application/gzip"
+    assert formats.content_type("ndjson") == "application/x-ndjson"
+    assert formats.content_type("protobuf") == "application/x-protobuf"
+    assert formats.content_encoding("gzip") == "gzip"
+    assert formats.content_encoding("none") is None
 
 
 def settings(**env: str) -> S3Settings:

@@ -1,9 +1,13 @@
 """The S3 / Cloudflare R2 writer (`WRITER=s3`, alias `r2`): Kafka records as objects.
 
-Objects are named by the offsets they hold (see `naming`), encoded as NDJSON or
-length-delimited protobuf and gzipped by default (see `formats`), and sized by the runner's
-flush policy (`S3_OBJECT_MAX_BYTES`, `S3_FLUSH_INTERVAL_S`): several Kafka batches go into
-one upload, and their offsets are committed only after it.
+Objects are named by a key template (`template`: `S3_KEY_TEMPLATE`, or the default layout
+of `naming`) holding the offsets they hold, routed by partition, event date and output
+fields (`routing`), encoded as NDJSON or length-delimited protobuf and gzipped by default
+(`formats`), cut under `S3_OBJECT_MAX_BYTES` as uploaded (`split`), and uploaded through
+`client` with per-object partial success (`upload`); a replay after a crash skips what a
+lost write already stored (`replay`). The runner's flush policy (`S3_OBJECT_MAX_BYTES`,
+`S3_FLUSH_INTERVAL_S`) puts several Kafka batches into one write, and their offsets are
+committed only after it.
 """
 
 from __future__ import annotations

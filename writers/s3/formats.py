@@ -32,8 +32,14 @@ def extension(fmt: str, compression: str) -> str:
     return EXTENSIONS[fmt] + (".gz" if compression == "gzip" else "")
 
 
-def content_type(fmt: str, compression: str) -> str:
-    return "application/gzip" if compression == "gzip" else CONTENT_TYPES[fmt]
+def content_type(fmt: str) -> str:
+    """What the object holds once decoded; gzip is said by `content_encoding`, so a reader
+    (or an HTTP client that decodes transparently) knows both."""
+    return CONTENT_TYPES[fmt]
+
+
+def content_encoding(compression: str) -> str | None:
+    return "gzip" if compression == "gzip" else None
 
 
 def _varint(n: int) -> bytes:
@@ -48,28 +54,32 @@ def _varint(n: int) -> bytes:
             return bytes(out)
 
 
+def unit(entry: Entry, fmt: str, doc: Any = None) -> bytes:
+    """One entry's bytes in an object: an NDJSON line (of `doc`, when the caller already has
+    the entry's document) or a length-delimited value; PoisonError for a delete in protobuf."""
+    if fmt == "ndjson":
+        shown = document(entry) if doc is None else doc
+        return json.dumps(shown, separators=(",", ":"), ensure_ascii=False).encode() + b"\n"
+    if entry.value is None:
+        raise PoisonError(
+            "write",
+            "S3_FORMAT=protobuf cannot store a deletion (tombstone or Delete output); "
+            "use S3_FORMAT=ndjson to keep them",
+            entry.source,
+        )
+    return _varint(len(entry.value)) + entry.value
+
+
+def pack(raw: bytes, compression: str) -> bytes:
+    """The uploaded body of `raw`: gzip with mtime 0 (deterministic), or as is."""
+    if compression == "gzip":
+        return gzip.compress(raw, compresslevel=6, mtime=0)
+    return raw
+
+
 def render(entries: Sequence[Entry], fmt: str, compression: str) -> bytes:
     """The object body for `entries`, in order; raises PoisonError for a delete in protobuf."""
-    if fmt == "ndjson":
-        lines = [
-            json.dumps(document(e), separators=(",", ":"), ensure_ascii=False) for e in entries
-        ]
-        body = ("\n".join(lines) + "\n").encode() if lines else b""
-    else:
-        chunks = []
-        for entry in entries:
-            if entry.value is None:
-                raise PoisonError(
-                    "write",
-                    "S3_FORMAT=protobuf cannot store a deletion (tombstone or Delete output); "
-                    "use S3_FORMAT=ndjson to keep them",
-                    entry.source,
-                )
-            chunks.append(_varint(len(entry.value)) + entry.value)
-        body = b"".join(chunks)
-    if compression == "gzip":
-        return gzip.compress(body, compresslevel=6, mtime=0)
-    return body
+    return pack(b"".join(unit(e, fmt) for e in entries), compression)
 
 
 def decompress(data: bytes, compression: str) -> bytes:

@@ -1,4 +1,6 @@
-"""Object keys derived from what an object holds, so a replay rewrites the same name.
+"""The default layout's object keys (`template.DEFAULT`, `template.DEFAULT_DATED`), named
+by what an object holds, so a replay rewrites the same name; for tools and tests that read
+them back.
 
     {S3_PREFIX}/{topic}[/dt=YYYY-MM-DD]/{partition}/{first:020}-{last:020}.{ext}
 

@@ -8,13 +8,15 @@ logs or `connector check`.
 
 from __future__ import annotations
 
+from functools import cached_property
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from connectors import Settings, mask_url
+from writers.s3.template import DEFAULT, DEFAULT_DATED, KeyTemplate
 
 MIB = 1024 * 1024
 MIN_PART_BYTES = 5 * MIB
@@ -47,10 +49,25 @@ class S3Settings(Settings):
     )
     compression: Literal["gzip", "none"] = Field("gzip", description="gzip or none")
     partition_by: Literal["none", "date"] = Field(
-        "none", description="none or date (a dt=YYYY-MM-DD folder from the record timestamp)"
+        "none", description="none or date (a dt=YYYY-MM-DD folder from the event time)"
+    )
+    key_template: str | None = Field(
+        None,
+        description="an object key template with {topic}, {partition}, {first_offset} and "
+        "{last_offset}, and optionally {year}, {month}, {day}, {hour} and {value.<field>}; "
+        "unset: the default layout",
+    )
+    time_field: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$",
+        description="a (dotted) field of the output holding the event time; "
+        "unset: the Kafka record timestamp",
     )
     object_max_bytes: int = Field(
-        64 * MIB, ge=1024, le=4096 * MIB, description="bytes 1024-4294967296 per upload"
+        64 * MIB,
+        ge=1024,
+        le=4096 * MIB,
+        description="bytes 1024-4294967296 per object, as uploaded (after compression)",
     )
     flush_interval_s: float = Field(
         60.0, gt=0, le=86_400, description="seconds (0-86400] before a partial object is flushed"
@@ -69,7 +86,20 @@ class S3Settings(Settings):
     def _strip_slashes(cls, value: Any) -> Any:
         return value.strip().strip("/") if isinstance(value, str) else value
 
-    @field_validator("endpoint_url", "region", mode="before")
+    @field_validator("key_template")
+    @classmethod
+    def _template(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            return None
+        if info.data.get("partition_by") == "date":
+            raise ValueError(
+                "S3_PARTITION_BY=date applies to the default layout only; with a template "
+                "put dt={year}-{month}-{day} in it and unset S3_PARTITION_BY"
+            )
+        KeyTemplate(value)
+        return value
+
+    @field_validator("endpoint_url", "region", "key_template", "time_field", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: Any) -> Any:
         if isinstance(value, str) and not value.strip():
@@ -93,6 +123,13 @@ class S3Settings(Settings):
     def _lower(cls, value: Any) -> Any:
         return value.strip().lower() if isinstance(value, str) else value
 
+    @cached_property
+    def template(self) -> KeyTemplate:
+        """`S3_KEY_TEMPLATE`, or the default layout it replaces."""
+        if self.key_template is not None:
+            return KeyTemplate(self.key_template)
+        return KeyTemplate(DEFAULT_DATED if self.partition_by == "date" else DEFAULT)
+
     @property
     def virtual_hosted(self) -> bool:
         if self.addressing_style == "auto":
@@ -106,7 +143,9 @@ class S3Settings(Settings):
             f"S3_REGION={self.region or '(AWS_REGION)'} "
             f"S3_ADDRESSING_STYLE={'virtual' if self.virtual_hosted else 'path'} "
             f"S3_FORMAT={self.format} S3_COMPRESSION={self.compression} "
-            f"S3_PARTITION_BY={self.partition_by} S3_OBJECT_MAX_BYTES={self.object_max_bytes} "
+            f"S3_PARTITION_BY={self.partition_by} S3_KEY_TEMPLATE={self.key_template or ''!r} "
+            f"S3_TIME_FIELD={self.time_field or '(record timestamp)'} "
+            f"S3_OBJECT_MAX_BYTES={self.object_max_bytes} "
             f"S3_FLUSH_INTERVAL_S={self.flush_interval_s:g} S3_PART_BYTES={self.part_bytes} "
             f"S3_UPLOAD_CONCURRENCY={self.upload_concurrency} S3_TIMEOUT_S={self.timeout_s:g}"
         )
