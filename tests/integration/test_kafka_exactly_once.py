@@ -52,7 +52,7 @@ def env_for(kafka: KafkaBroker, source: str, out: str, group: str, **extra: str)
         KAFKA_SESSION_TIMEOUT_MS="6000",
         KAFKA_OUTPUT_TOPIC=out,
         KAFKA_OUTPUT_TYPE="bytes",
-        BATCH_MAX_MESSAGES="500",
+        BATCH_MAX_MESSAGES="2000",
         BATCH_MAX_WAIT_MS="100",
         LOG_LEVEL="WARNING",
         PYTHONPATH=str(ROOT),
@@ -65,22 +65,24 @@ def log_end(kafka: KafkaBroker, topic: str) -> int:
 
 
 def run_with_kills(kafka: KafkaBroker, env: dict[str, str], out: str) -> list[int]:
-    """Start the connector, SIGKILL it once the output's log end passed each of `KILLS`
-    random points (mid-batch: records are being produced), restart; then run it until
-    caught up. Returns the log ends at which the kills landed."""
-    points = sorted(random.Random(515).sample(range(RECORDS // 20, RECORDS * 9 // 10), KILLS))
+    """Start the connector, SIGKILL it once the output's log end grew by a random 3,000 to
+    7,000 since it started (while it produces: with 2,000-record batches most of its time
+    is spent writing, so the kill lands mid-batch), restart; `KILLS` times, then run it
+    until caught up. Returns the log ends at which the kills landed."""
+    steps = random.Random(515)
     landed = []
-    for point in points:
+    for _ in range(KILLS):
+        target = log_end(kafka, out) + steps.randrange(3_000, 7_000)
         process = subprocess.Popen(
             connector_command("run", "--until-caught-up"),
             env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
         )  # fmt: skip
         try:
             wait_for(
-                lambda: process.poll() is not None or log_end(kafka, out) >= point,  # noqa: B023
+                lambda: process.poll() is not None or log_end(kafka, out) >= target,  # noqa: B023
                 timeout=120,
-                what=f"the output to pass {point}",
-                interval=0.05,
+                what=f"the output to pass {target}",
+                interval=0.01,
             )
             assert process.poll() is None, f"finished before the kill: {process.stderr}"
             process.kill()
