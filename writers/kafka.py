@@ -16,6 +16,15 @@ upsert), and `connector-source` is how a consumer recognises the repeat.
 Header keys that were not UTF-8 in the source record are produced as the bytes they were
 read from (`connectors.kafka.raw_headers`).
 
+Exactly-once (`KAFKA_OUTPUT_EXACTLY_ONCE=true`): each batch is produced in transactions,
+one per input partition, that also commit the partition's consumed offset
+(`connectors.kafka.transactions`); the writer then commits the offsets itself
+(`commits_offsets`, read by the runner) and a `read_committed` consumer of the output sees
+each input record's output once, across crashes and rebalances.
+
+Partial success (the default mode): when some sends of a batch fail, those the broker
+acknowledged are reported `stored`, and only the others are produced again.
+
 Errors: a wrong type, raw bytes for a typed topic or an entry larger than a request is
 `PoisonError` for that record, checked before anything is sent; an output topic that does
 not exist at start is `FatalError` at once (the writer never creates it); every aiokafka
@@ -27,13 +36,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 from aiokafka import AIOKafkaProducer
 from aiokafka import errors as kafka_errors
 from google.protobuf.message import Message
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from connectors import (
     RAW,
@@ -43,6 +52,8 @@ from connectors import (
     Headers,
     KafkaSettings,
     PoisonError,
+    RetriableError,
+    TopicPartition,
     WriteBatch,
     WriterContext,
     WriterPlugin,
@@ -51,6 +62,8 @@ from connectors import (
 )
 from connectors.kafka import (
     MAX_REQUEST_BYTES,
+    PartitionTransactions,
+    Prepared,
     Where,
     describe_topics,
     idempotent_producer,
@@ -79,6 +92,7 @@ class KafkaWriterSettings(KafkaSettings):
     )
     output_compression: Literal["none", "gzip"] = Field("none", description="none or gzip")
     output_linger_ms: int = Field(5, ge=0, le=60_000, description="milliseconds 0-60000")
+    output_exactly_once: bool = Field(False, description="true or false")
 
     @field_validator("output_bootstrap_servers", mode="before")
     @classmethod
@@ -87,6 +101,17 @@ class KafkaWriterSettings(KafkaSettings):
 
     _output_topic = field_validator("output_topic")(topic_name)
     _output_ports = field_validator("output_bootstrap_servers")(host_ports)
+
+    @model_validator(mode="after")
+    def _transactions_on_the_input_cluster(self) -> KafkaWriterSettings:
+        other = self.output_bootstrap_servers
+        if self.output_exactly_once and other and other != self.bootstrap_servers:
+            raise ValueError(
+                "KAFKA_OUTPUT_EXACTLY_ONCE=true needs the output on the input's cluster "
+                "(KAFKA_OUTPUT_BOOTSTRAP_SERVERS unset or equal to KAFKA_BOOTSTRAP_SERVERS): "
+                "the consumed offsets are committed in the output's transactions"
+            )
+        return self
 
     @property
     def servers(self) -> str:
@@ -104,21 +129,27 @@ class KafkaWriter:
             (settings.output_topic,),
         )
         self._producer: AIOKafkaProducer | None = None
+        self._transactions: PartitionTransactions | None = None
+        #: Read by the runner: with exactly-once, offsets are committed in the transactions.
+        self.commits_offsets = settings.output_exactly_once
         self._type_header = (
             None
             if settings.output_type == RAW
             else f"application/x-protobuf; messageType={settings.output_type}".encode()
         )
 
+    def _options(self) -> dict[str, Any]:
+        s = self._settings
+        return {
+            "bootstrap_servers": s.servers,
+            "client_id": f"{self._context.connector_name}-writer",
+            "linger_ms": s.output_linger_ms,
+            "compression_type": None if s.output_compression == "none" else s.output_compression,
+        }
+
     async def start(self) -> None:
         s = self._settings
-        producer = idempotent_producer(
-            s,
-            bootstrap_servers=s.servers,
-            client_id=f"{self._context.connector_name}-writer",
-            linger_ms=s.output_linger_ms,
-            compression_type=None if s.output_compression == "none" else s.output_compression,
-        )
+        producer = idempotent_producer(s, **self._options())
         try:
             await producer.start()
         except kafka_errors.KafkaError as exc:
@@ -140,21 +171,76 @@ class KafkaWriter:
             await producer.partitions_for(topic)
         except kafka_errors.KafkaError as exc:
             raise translate(exc, self._where) from exc
+        if s.output_exactly_once:
+            group = self._context.group_id or self._context.connector_name
+            self._transactions = PartitionTransactions(
+                s,
+                prefix=self._context.connector_name,
+                group_id=group,
+                topic=topic,
+                where=self._where,
+                options=self._options(),
+            )
 
     async def write(self, batch: WriteBatch) -> None:
         producer = self._producer
         if producer is None:
             raise FatalError("Kafka writer used before start()")
         prepared = self._prepare(batch.entries)
+        if self._transactions is not None:
+            await self._write_transactions(self._transactions, batch, prepared)
+            return
         topic = self._settings.output_topic
         try:
             sent = [
                 await producer.send(topic, value=value, key=key, headers=list(headers))
                 for key, value, headers in prepared
             ]
-            await asyncio.gather(*sent)
         except kafka_errors.KafkaError as exc:
             raise translate(exc, self._where) from exc
+        outcomes = await asyncio.gather(*sent, return_exceptions=True)
+        failures = [(i, o) for i, o in enumerate(outcomes) if isinstance(o, BaseException)]
+        if failures:
+            raise self._partial(batch, outcomes, *failures[0])
+
+    def _partial(
+        self, batch: WriteBatch, outcomes: Sequence[Any], index: int, exc: BaseException
+    ) -> Exception:
+        """The first failed send as our error, with the entries the broker acknowledged as
+        `stored` so that only the others are produced again."""
+        stored = [i for i, o in enumerate(outcomes) if not isinstance(o, BaseException)]
+        error = translate(exc, self._where, record=batch.entries[index].source)
+        if isinstance(error, RetriableError):
+            return RetriableError(str(error), error.retry_after, stored=stored)
+        if isinstance(error, PoisonError):
+            return PoisonError(error.stage, str(error), error.record, stored=stored)
+        return error
+
+    async def _write_transactions(
+        self, transactions: PartitionTransactions, batch: WriteBatch, prepared: list[Prepared]
+    ) -> None:
+        """Produce each input partition's entries in that partition's transaction, left
+        open until `commit`; entries below a partition's floor (produced and committed by
+        its previous owner) are skipped."""
+        partitions = sorted({(r.topic, r.partition) for r in batch.batch.records})
+        await transactions.prepare(partitions)
+        grouped: dict[TopicPartition, list[Prepared]] = {}
+        for entry, record in zip(batch.entries, prepared, strict=True):
+            source = (entry.source.topic, entry.source.partition)
+            if entry.source.offset >= transactions.floor(source):
+                grouped.setdefault(source, []).append(record)
+        for partition, records in grouped.items():
+            await transactions.send(partition, records)
+
+    async def commit(self, offsets: Mapping[TopicPartition, int]) -> None:
+        """With exactly-once: commit each partition's transaction with its next offset."""
+        if self._transactions is None:
+            raise FatalError("the Kafka writer commits offsets only with exactly-once")
+        await self._transactions.commit(offsets)
+
+    async def revoked(self, partitions: Sequence[TopicPartition]) -> None:
+        if self._transactions is not None:
+            await self._transactions.revoked(partitions)
 
     def _prepare(
         self, entries: Sequence[Entry]
@@ -214,6 +300,10 @@ class KafkaWriter:
             raise translate(exc, self._where) from exc
 
     async def close(self) -> None:
+        if self._transactions is not None:
+            await self._transactions.abort()
+            await self._transactions.close()
+            self._transactions = None
         if self._producer is not None:
             await self._producer.stop()
             self._producer = None

@@ -25,12 +25,13 @@ Anything else is treated as fatal.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 from pydantic_settings import BaseSettings
 
-from connectors.core.records import WriteBatch
+from connectors.core.records import TopicPartition, WriteBatch
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +85,34 @@ def flush_policy(writer: Writer) -> FlushPolicy | None:
     return None
 
 
+@runtime_checkable
+class CommitsOffsets(Writer, Protocol):
+    """A writer that commits the consumed offsets itself, atomically with what it wrote
+    (a Kafka transaction), so a crash cannot leave output without its offsets or offsets
+    without their output.
+
+    When `commits_offsets` is true the runner calls `commit(offsets)` where it would commit
+    through the reader (after the write and the dead letters, retried alike), never the
+    reader's own commit; and `revoked(partitions)` once a rebalance took partitions away,
+    after the batch in flight was committed, so the writer can drop what it holds for them.
+    """
+
+    commits_offsets: bool
+
+    async def commit(self, offsets: Mapping[TopicPartition, int]) -> None:
+        """Commit `offsets` (next offset to read per partition) with what `write` stored."""
+
+    async def revoked(self, partitions: Sequence[TopicPartition]) -> None:
+        """Forget `partitions`: another member may own them now."""
+
+
+def offset_committer(writer: Writer) -> CommitsOffsets | None:
+    """The writer, when it commits the consumed offsets itself; None for every other."""
+    if isinstance(writer, CommitsOffsets) and writer.commits_offsets is True:
+        return writer
+    return None
+
+
 class KeyValueView(Protocol):
     """Read access to a key-value target, for `connector kv get|dump`."""
 
@@ -111,6 +140,8 @@ class WriterPlugin:
 
 @dataclass(frozen=True, slots=True)
 class WriterContext:
-    """What a writer may know about the pipeline it serves."""
+    """What a writer may know about the pipeline it serves; `group_id` is the consumer
+    group the offsets are committed in (a writer that commits them itself needs it)."""
 
     connector_name: str
+    group_id: str | None = None

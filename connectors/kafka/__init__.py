@@ -26,12 +26,15 @@ from connectors.kafka.producer import MAX_REQUEST_BYTES, idempotent_producer  # 
 from connectors.kafka.raw_headers import Counter as LenientHeaders  # noqa: E402
 from connectors.kafka.raw_headers import is_raw  # noqa: E402
 from connectors.kafka.resets import PENDING as RESETS  # noqa: E402
+from connectors.kafka.transactions import PartitionTransactions, Prepared  # noqa: E402
 
 __all__ = [
     "AUTHENTICATION",
     "MAX_REQUEST_BYTES",
     "RESETS",
     "LenientHeaders",
+    "PartitionTransactions",
+    "Prepared",
     "TopicState",
     "Where",
     "client_options",

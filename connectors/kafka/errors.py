@@ -12,7 +12,10 @@ all call `translate`, so one broker fault is treated alike wherever it surfaces:
     a request the broker will never accept (bad request,    FatalError
       unsupported version, transactions we do not use)
     fencing (another producer, another static member)       FatalError  names
-                                                                        KAFKA_GROUP_INSTANCE_ID
+                                                                        KAFKA_GROUP_INSTANCE_ID,
+                                                                        or the transactional id
+                                                                        and the partition it
+                                                                        stands for
     one record the broker will never take (too large,       PoisonError (stage given by the
       corrupt, invalid timestamp, larger than a segment)                 caller)
     anything else: connection, timeouts, leader moves,      RetriableError
@@ -174,6 +177,7 @@ class Where:
     operation: str = "READ"
     topics: tuple[str, ...] = ()
     group: str | None = None
+    transactional_id: str | None = None
 
 
 def principal(settings: KafkaSettings) -> str:
@@ -227,6 +231,24 @@ def _denied(exc: BaseException, where: Where) -> str:
     return f"{where.head}: not authorized: {resource} denied to {who} ({detail})"
 
 
+#: What a transactional producer is told once another one initialised its transactional id
+#: (or the broker timed its transaction out and bumped its epoch).
+PRODUCER_FENCED: tuple[type[Exception], ...] = (
+    kafka_errors.ProducerFenced,
+    kafka_errors.InvalidProducerEpoch,
+    kafka_errors.TransactionCoordinatorFenced,
+)
+
+
+def _producer_fenced(exc: BaseException, where: Where) -> str:
+    return (
+        f"{where.head}: fenced: another instance owns transactional id "
+        f"{where.transactional_id!r} (the input partition it stands for was assigned to "
+        f"another member, or this transaction outlived its timeout; {type(exc).__name__}); "
+        f"this one stops, its open transaction aborted, nothing of it committed"
+    )
+
+
 def _fenced(where: Where) -> str:
     instance = where.settings.group_instance_id
     return (
@@ -258,6 +280,8 @@ def translate(
         return FatalError(_denied(exc, where))
     if fenced(exc):
         return FatalError(_fenced(where))
+    if where.transactional_id is not None and isinstance(exc, PRODUCER_FENCED):
+        return FatalError(_producer_fenced(exc, where))
     if isinstance(exc, AUTHENTICATION):
         s = where.settings
         detail = exc.args[0] if exc.args else getattr(exc, "description", text)

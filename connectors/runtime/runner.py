@@ -31,7 +31,7 @@ from connectors.core.errors import FatalError, PoisonError, RetriableError
 from connectors.core.reader import Reader, ReaderContext
 from connectors.core.records import Batch, Record, TopicPartition, WriteBatch
 from connectors.core.transform import Decoded, exhausted
-from connectors.core.writer import Writer, WriterContext, flush_policy
+from connectors.core.writer import Writer, WriterContext, flush_policy, offset_committer
 from connectors.kafka.dead_letters import KafkaDeadLetters
 from connectors.observability import tracing
 from connectors.observability.logs import Progress
@@ -81,7 +81,8 @@ class Runner:
             ),
         )
         self.writer: Writer = writer or pipeline.writer.build(
-            pipeline.writer_settings, WriterContext(connector_name=runtime.connector_name)
+            pipeline.writer_settings,
+            WriterContext(connector_name=runtime.connector_name, group_id=pipeline.group_id),
         )
         self.dead_letters: DeadLetterSink = dead_letters or KafkaDeadLetters(
             pipeline.kafka,
@@ -100,6 +101,7 @@ class Runner:
         self._breaker = Breaker(pipeline.dead_letter.max_ratio, pipeline.dead_letter.window)
         self._catch_up = CatchUp(self.reader, report) if until_caught_up else None
         self._pending = Accumulator(flush_policy(self.writer))
+        self._committer = offset_committer(self.writer)
         self._in_flight = asyncio.Lock()
         self._progress = progress or Progress(runtime.connector_name, 0)
         self._activity: tuple[str | None, float] = (None, time.monotonic())
@@ -148,6 +150,8 @@ class Runner:
         async with self._in_flight:
             _log.info("partitions revoked: %s", partitions)
             await self._flush()
+            if self._committer is not None:
+                await self._committer.revoked(partitions)
 
     async def _loop(self) -> None:
         poll_seconds = self._instruments.poll_seconds
@@ -191,8 +195,9 @@ class Runner:
             with self._stage("dead_letter", trace):
                 await self._dead_letter(letters, trace)
         offsets = batch.next_offsets
+        commit = self.reader.commit if self._committer is None else self._committer.commit
         with self._stage("commit", trace, meter.commit_seconds):
-            await self._retry("commit", partial(self.reader.commit, offsets), keepalive=True)
+            await self._retry("commit", partial(commit, offsets), keepalive=True)
         meter.committed(offsets)
         self._progress.count(len(batch))
 
