@@ -26,9 +26,9 @@ COPY writers/ writers/
 COPY transforms/ transforms/
 COPY templates/ templates/
 COPY wheelhouse/ /wheelhouse/
-# Every writer's extra, so that WRITER=... needs no other image.
+# Every writer's extra, so that WRITER=... needs no other image; `image` for images built FROM it.
 RUN if ls /wheelhouse/*.whl >/dev/null 2>&1; then export PIP_NO_INDEX=1; fi; \
-    /opt/connector/bin/pip install --find-links=/wheelhouse ".[redis,s3,http]"
+    /opt/connector/bin/pip install --find-links=/wheelhouse ".[redis,s3,http,image]"
 
 FROM ${PYTHON_IMAGE} AS runtime
 LABEL org.opencontainers.image.title="kafka-connectors" \
