@@ -186,9 +186,9 @@ class KafkaSettings(Settings):
     session_timeout_ms: int = Field(45_000, ge=1000, description="milliseconds >= 1000")
     max_poll_interval_ms: int = Field(300_000, ge=1000, description="milliseconds >= 1000")
     fetch_max_bytes: int = Field(52_428_800, ge=1024, description="bytes >= 1024")
-    max_partition_fetch_bytes: int = Field(8_388_608, ge=1024, description="bytes >= 1024")
+    max_partition_fetch_bytes: int = Field(4_194_304, ge=1024, description="bytes >= 1024")
     fetch_budget_bytes: int = Field(
-        16_777_216, ge=65_536, le=1_073_741_824, description="bytes 65536-1073741824"
+        8_388_608, ge=65_536, le=1_073_741_824, description="bytes 65536-1073741824"
     )
     isolation_level: Literal["read_committed", "read_uncommitted"] = Field(
         "read_committed",

@@ -16,18 +16,18 @@ def settings(**values: int) -> KafkaSettings:
     return KafkaSettings.model_validate(values)
 
 
-def test_defaults_give_one_partition_8_mib_and_share_16_mib_among_many() -> None:
+def test_defaults_give_one_partition_4_mib_and_share_8_mib_among_many() -> None:
     s = settings()
-    assert partition_fetch_bytes(s, 1) == 8 * MIB  # capped by KAFKA_MAX_PARTITION_FETCH_BYTES
-    assert partition_fetch_bytes(s, 2) == 8 * MIB
-    assert partition_fetch_bytes(s, 6) == 16 * MIB // 6
-    assert partition_fetch_bytes(s, 12) * 12 <= 16 * MIB
-    assert fetch_options(s)["fetch_max_bytes"] == 16 * MIB  # never more than the budget
+    assert partition_fetch_bytes(s, 1) == 4 * MIB  # capped by KAFKA_MAX_PARTITION_FETCH_BYTES
+    assert partition_fetch_bytes(s, 2) == 4 * MIB
+    assert partition_fetch_bytes(s, 6) == 8 * MIB // 6
+    assert partition_fetch_bytes(s, 12) * 12 <= 8 * MIB
+    assert fetch_options(s)["fetch_max_bytes"] == 8 * MIB  # never more than the budget
 
 
 def test_many_partitions_still_fetch_something() -> None:
     assert partition_fetch_bytes(settings(), 100_000) == MIN_PARTITION_FETCH_BYTES
-    assert partition_fetch_bytes(settings(), 0) == 8 * MIB
+    assert partition_fetch_bytes(settings(), 0) == 4 * MIB
 
 
 def test_the_cap_and_the_budget_are_settable() -> None:
