@@ -96,9 +96,9 @@ MEANINGS: Mapping[str, str] = {
     "KAFKA_MAX_PARTITION_FETCH_BYTES": "most bytes per partition per fetch: the share of "
     "`KAFKA_FETCH_BUDGET_BYTES` each assigned partition gets is capped at this",
     "KAFKA_FETCH_BUDGET_BYTES": "fetched bytes the reader may hold at once, all partitions "
-    "together: each assigned partition fetches this divided by the number assigned (at most "
-    "`KAFKA_MAX_PARTITION_FETCH_BYTES`, at least 32 KiB), so memory stays bounded with 1 or "
-    "100 partitions",
+    "together: each assigned partition fetches this divided by the number assigned (at least "
+    "32 KiB, at most `KAFKA_MAX_PARTITION_FETCH_BYTES`), so memory stays bounded with 1 or "
+    "100 partitions (beyond budget / 32 KiB partitions, 32 KiB each)",
     "KAFKA_ISOLATION_LEVEL": "which records of transactional producers are read",
     "KAFKA_SECURITY_PROTOCOL": "protocol of every Kafka client of the connector (reader, "
     "dead letters, health checks)",

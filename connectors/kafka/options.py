@@ -50,7 +50,7 @@ def partition_fetch_bytes(settings: KafkaSettings, partitions: int) -> int:
     or 12; `KAFKA_MAX_PARTITION_FETCH_BYTES` caps each share (a large share only helps a
     connector that is behind, and 4 MiB already holds about 24,000 records of 150 bytes)."""
     share = settings.fetch_budget_bytes // max(partitions, 1)
-    return max(MIN_PARTITION_FETCH_BYTES, min(settings.max_partition_fetch_bytes, share))
+    return min(settings.max_partition_fetch_bytes, max(MIN_PARTITION_FETCH_BYTES, share))
 
 
 def fetch_options(settings: KafkaSettings, partitions: int = 1) -> dict[str, Any]:

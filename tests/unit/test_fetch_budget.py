@@ -30,6 +30,11 @@ def test_many_partitions_still_fetch_something() -> None:
     assert partition_fetch_bytes(settings(), 0) == 4 * MIB
 
 
+def test_a_cap_below_the_floor_is_kept() -> None:
+    assert partition_fetch_bytes(settings(max_partition_fetch_bytes=16_384), 1) == 16_384
+    assert partition_fetch_bytes(settings(max_partition_fetch_bytes=16_384), 1000) == 16_384
+
+
 def test_the_cap_and_the_budget_are_settable() -> None:
     s = settings(max_partition_fetch_bytes=MIB, fetch_budget_bytes=64 * MIB)
     assert partition_fetch_bytes(s, 4) == MIB
