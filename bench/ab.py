@@ -16,6 +16,7 @@ collector as CPython sets it) or `@gc=Y/M/O` (other thresholds), `@passthrough` 
 from __future__ import annotations
 
 import argparse
+import shutil
 import statistics
 import tempfile
 import uuid
@@ -54,7 +55,6 @@ class Variant:
 def run_variant(setup: Setup, variant: Variant, topic: str, n: int) -> tuple[float, float, float]:
     """(msg/s first write to last, CPU-s per million, peak RSS MB) of one run."""
     import json
-    import shutil
 
     tag = uuid.uuid4().hex[:8]
     kv_dir = setup.workdir / f"kv-{variant.name}-{tag}"
@@ -111,6 +111,7 @@ def main(argv: list[str] | None = None) -> int:
                       f"{rss:.0f} MB", flush=True)  # fmt: skip
     finally:
         broker.close()
+        shutil.rmtree(workdir, ignore_errors=True)
     first = statistics.median(r for r, _, _ in results[variants[0].name])
     print(f"\n{args.messages:,} messages, {args.partitions} partition(s), {args.rounds} rounds")
     print("| variant | msg/s (median) | ratio to first | CPU-s per 1M | peak RSS MB |")
