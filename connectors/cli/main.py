@@ -20,6 +20,7 @@ from connectors.config.observability import HealthSettings
 from connectors.config.pipeline import Pipeline, resolve
 from connectors.core.errors import ConfigError, ConnectorError, FatalError
 from connectors.observability import alerts, health, logs, metrics, tracing
+from connectors.runtime.gc_tuning import tune_after_start_up
 from connectors.runtime.runner import Runner, run_until_stopped
 from connectors.runtime.shutdown import Watchdog
 
@@ -64,6 +65,7 @@ def cmd_run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         )
         server = _serve(pipeline, runner, health_settings, link)
         watchdog.install(runner.stop, asyncio.get_running_loop(), runner.activity)
+        tune_after_start_up()
         try:
             if link is None:
                 await run_until_stopped(runner, pipeline.shutdown.grace_s)

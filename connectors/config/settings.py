@@ -96,7 +96,7 @@ class RuntimeSettings(Settings):
         None, description="path of a FileDescriptorSet (protoc --descriptor_set_out)"
     )
     proto_modules: Names = Field((), description="comma-separated modules defining protobufs")
-    batch_max_messages: int = Field(5000, ge=1, le=1_000_000, description="an integer 1-1000000")
+    batch_max_messages: int = Field(20_000, ge=1, le=1_000_000, description="an integer 1-1000000")
     batch_max_wait_ms: int = Field(500, ge=0, le=600_000, description="milliseconds 0-600000")
     metrics_port: int = Field(9464, ge=0, le=65535, description="a TCP port 0-65535 (0: off)")
     metrics_host: str = Field(
@@ -193,7 +193,10 @@ class KafkaSettings(Settings):
     session_timeout_ms: int = Field(45_000, ge=1000, description="milliseconds >= 1000")
     max_poll_interval_ms: int = Field(300_000, ge=1000, description="milliseconds >= 1000")
     fetch_max_bytes: int = Field(52_428_800, ge=1024, description="bytes >= 1024")
-    max_partition_fetch_bytes: int = Field(1_048_576, ge=1024, description="bytes >= 1024")
+    max_partition_fetch_bytes: int = Field(4_194_304, ge=1024, description="bytes >= 1024")
+    fetch_budget_bytes: int = Field(
+        8_388_608, ge=65_536, le=1_073_741_824, description="bytes 65536-1073741824"
+    )
     isolation_level: Literal["read_committed", "read_uncommitted"] = Field(
         "read_committed",
         description="read_committed (records of aborted transactions are never read) or "

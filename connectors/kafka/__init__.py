@@ -20,8 +20,14 @@ from connectors.kafka.errors import (  # noqa: E402
     translate,
     verdict,
 )
+from connectors.kafka.gathering import gather  # noqa: E402
 from connectors.kafka.metadata import TopicState, describe_topics  # noqa: E402
-from connectors.kafka.options import client_options  # noqa: E402
+from connectors.kafka.options import (  # noqa: E402
+    client_options,
+    fetch_options,
+    partition_fetch_bytes,
+    set_partition_fetch_bytes,
+)
 from connectors.kafka.producer import MAX_REQUEST_BYTES, idempotent_producer  # noqa: E402
 from connectors.kafka.raw_headers import Counter as LenientHeaders  # noqa: E402
 from connectors.kafka.raw_headers import is_raw  # noqa: E402
@@ -40,9 +46,13 @@ __all__ = [
     "client_options",
     "describe_topics",
     "diagnose",
+    "fetch_options",
+    "gather",
     "idempotent_producer",
     "is_raw",
+    "partition_fetch_bytes",
     "principal",
+    "set_partition_fetch_bytes",
     "translate",
     "verdict",
 ]
