@@ -128,7 +128,7 @@ class BrokerProbe:
             await reader.close()
 
     async def sample(self, topic: str, partitions: int, count: int) -> list[Record]:
-        """The last `count` messages of `topic` (spread over its partitions), read by a
+        """The last `count` messages of `topic` (by timestamp, over its partitions), read by a
         consumer without a group: nothing committed, the group untouched."""
         s = self.settings
         consumer = AIOKafkaConsumer(
@@ -161,8 +161,9 @@ async def _last(
     consumer.assign(wanted)
     starts = await consumer.beginning_offsets(wanted)
     ends = await consumer.end_offsets(wanted)
-    each = -(-count // max(1, partitions))
-    first = {tp: max(int(starts[tp]), int(ends[tp]) - each) for tp in wanted}
+    # Up to `count` from each partition, of which the `count` latest are kept: the last
+    # messages of the topic, however unevenly its partitions are filled.
+    first = {tp: max(int(starts[tp]), int(ends[tp]) - count) for tp in wanted}
     pending = {tp: int(ends[tp]) for tp in wanted if first[tp] < int(ends[tp])}
     if not pending:
         return []
