@@ -31,20 +31,20 @@ USER, PASSWORD = "checker", f"check-pw-{uuid.uuid4().hex[:12]}"
 def check_env(
     bootstrap: str, name: str, topics: list[str], kv_url: str, **extra: str
 ) -> dict[str, str]:
-    return connector_env(
-        CONNECTOR_NAME=name,
-        TOPICS=",".join(topics),
-        TOPIC_SCHEMAS=",".join(f"{t}={TYPE}" for t in topics),
-        PROTO_DESCRIPTOR_SET=str(EDGE_DESCRIPTORS),
-        TRANSFORMS="pf_edge",
-        KV_URL=kv_url,
-        KV_KEY_PREFIX=f"{name}:",
-        KAFKA_BOOTSTRAP_SERVERS=bootstrap,
-        ON_ERROR="dlq",
-        DLQ_CREATE="true",
-        PYTHONPATH=str(ROOT),
-        **extra,
-    )
+    settings = {
+        "CONNECTOR_NAME": name,
+        "TOPICS": ",".join(topics),
+        "TOPIC_SCHEMAS": ",".join(f"{t}={TYPE}" for t in topics),
+        "PROTO_DESCRIPTOR_SET": str(EDGE_DESCRIPTORS),
+        "TRANSFORMS": "pf_edge",
+        "KV_URL": kv_url,
+        "KV_KEY_PREFIX": f"{name}:",
+        "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+        "ON_ERROR": "dlq",
+        "DLQ_CREATE": "true",
+        "PYTHONPATH": str(ROOT),
+    }
+    return connector_env(**{**settings, **extra})
 
 
 def connect(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
