@@ -13,7 +13,7 @@ import os
 import sys
 from collections.abc import Mapping, Sequence
 
-from connectors.cli import config_table, kv, produce, supervisor, topics, workers
+from connectors.cli import check, config_table, kv, produce, supervisor, topics, workers
 from connectors.cli import dlq as replay
 from connectors.cli import new as scaffold
 from connectors.config.observability import HealthSettings
@@ -31,12 +31,6 @@ def _fail_config(error: ConfigError) -> int:
     for problem in error.problems:
         print(f"config error: {problem}", file=sys.stderr)
     return EXIT_CONFIG
-
-
-def cmd_check(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
-    pipeline = resolve(environ)
-    print(pipeline.describe())
-    return EXIT_OK
 
 
 def cmd_run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
@@ -110,8 +104,7 @@ def parser() -> argparse.ArgumentParser:
         description="Run a Kafka connector configured by environment variables.",
     )
     sub = top.add_subparsers(dest="command", required=True)
-    check = sub.add_parser("check", help="validate the environment and print the pipeline")
-    check.set_defaults(handler=cmd_check)
+    check.add_parser(sub)
     run = sub.add_parser("run", help="run the pipeline")
     run.add_argument(
         "--until-caught-up",

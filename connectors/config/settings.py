@@ -51,25 +51,17 @@ class Settings(BaseSettings):
         return (init_settings,)
 
     def describe(self) -> str:
-        """`VARIABLE=value` pairs for `connector check`: secrets and URL passwords masked.
-        A plugin's model may override it (the S3 writer shows derived values)."""
-        return _pairs(self)
+        """`VARIABLE=value`, one per line, for `connector check` (`connectors.config.shown`):
+        secrets `set`/`unset`, URL passwords masked, defaults marked. A plugin's model
+        shows derived values by overriding `shown_values` (or all of this)."""
+        from connectors.config.shown import setting_lines  # noqa: PLC0415 - it imports us
 
+        return "\n".join(setting_lines(self))
 
-def describe(settings: BaseSettings) -> str:
-    """Any settings model as `connector check` shows it: its own `describe` when it is one
-    of ours (plugins may override it), else `VARIABLE=value` pairs with secrets masked."""
-    return settings.describe() if isinstance(settings, Settings) else _pairs(settings)
-
-
-def _pairs(settings: BaseSettings) -> str:
-    model = type(settings)
-    parts = []
-    for name in model.model_fields:
-        value = getattr(settings, name)
-        shown = "**********" if _is_secret(model, name) else mask_url(str(value))
-        parts.append(f"{env_name(model, name)}={shown}")
-    return " ".join(parts)
+    def shown_values(self) -> dict[str, str]:
+        """Per variable, the text `connector check` shows instead of the value (derived
+        values, masked parts); none by default."""
+        return {}
 
 
 class RuntimeSettings(Settings):
@@ -280,7 +272,7 @@ def env_name(model: type[BaseSettings], field: str) -> str:
     return f"{prefix}{field}".upper()
 
 
-def _is_secret(model: type[BaseSettings], field: str) -> bool:
+def is_secret(model: type[BaseSettings], field: str) -> bool:
     info = model.model_fields.get(field)
     return info is not None and "Secret" in str(info.annotation)
 
@@ -296,7 +288,7 @@ def load(model: type[S], environ: Mapping[str, str], problems: list[Problem]) ->
             info = model.model_fields.get(field)
             variable = env_name(model, field)
             raw = _raw_value(model, field, environ)
-            value = None if _is_secret(model, field) or raw is None else mask_url(raw)
+            value = None if is_secret(model, field) or raw is None else mask_url(raw)
             hint = info.description if info is not None and info.description else ""
             reason = "required" if error["type"] == "missing" else error["msg"]
             reason = reason.removeprefix("Value error, ")
