@@ -52,6 +52,7 @@ from connectors.kafka import (
     is_raw,
     partition_fetch_bytes,
     set_partition_fetch_bytes,
+    stop_consumer,
     translate,
 )
 
@@ -387,18 +388,8 @@ class KafkaReader:
         consumer.resume(*consumer.assignment())
 
     async def close(self) -> None:
-        """Leave the group. With the broker out of reach, aiokafka's fetcher re-raises the
-        cancellation of its own fetch tasks out of `stop()`; that is not a cancellation of
-        ours, and must not turn a clean stop during an outage into a crash."""
-        if self._consumer is None:
-            return
-        try:
-            await self._consumer.stop()
-        except asyncio.CancelledError:
-            task = asyncio.current_task()
-            if task is not None and task.cancelling():
-                raise
-            _log.warning("the consumer stopped with the broker out of reach")
+        if self._consumer is not None:
+            await stop_consumer(self._consumer)
 
 
 def _build(settings: KafkaSettings, context: ReaderContext) -> KafkaReader:

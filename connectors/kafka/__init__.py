@@ -32,12 +32,14 @@ from connectors.kafka.producer import MAX_REQUEST_BYTES, idempotent_producer  # 
 from connectors.kafka.raw_headers import Counter as LenientHeaders  # noqa: E402
 from connectors.kafka.raw_headers import is_raw  # noqa: E402
 from connectors.kafka.resets import PENDING as RESETS  # noqa: E402
+from connectors.kafka.stopping import stop_consumer  # noqa: E402
 from connectors.kafka.transactions import PartitionTransactions, Prepared  # noqa: E402
 
 __all__ = [
     "AUTHENTICATION",
     "MAX_REQUEST_BYTES",
     "RESETS",
+    "stop_consumer",
     "LenientHeaders",
     "PartitionTransactions",
     "Prepared",
