@@ -9,6 +9,7 @@ import re
 import pytest
 
 from connectors.cli import main
+from connectors.config.settings import RuntimeSettings
 from tests.conftest import EDGE_DESCRIPTORS
 
 GOOD = {
@@ -67,7 +68,8 @@ def test_unset_secrets_defaults_and_the_effective_group(
     assert "KAFKA_SSL_KEY_PASSWORD=unset" in lines
     assert "KAFKA_GROUP_ID=unset -> group prefs-to-marketing" in lines
     assert "DLQ_TOPIC=unset -> prefs-to-marketing.dlq" in lines
-    assert "BATCH_MAX_MESSAGES=5000 (default)" in lines
+    default = RuntimeSettings.model_fields["batch_max_messages"].default
+    assert f"BATCH_MAX_MESSAGES={default} (default)" in lines
     assert "BATCH_MAX_WAIT_MS=250" in lines  # set: not marked
     assert "KAFKA_SSL_CHECK_HOSTNAME=true (default)" in lines
     assert "KV_URL=redis://:*****@cache:6379/0" in lines
