@@ -45,7 +45,7 @@ def cmd_run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         return supervisor.supervise(pipeline, environ, until_caught_up=args.until_caught_up)
     log_settings, health_settings = pipeline.logging, pipeline.health
     logs.setup(pipeline.runtime.log_level, pipeline.name, log_settings)
-    metrics.BUILD.info({"package": __package__ or "connectors", "connector": pipeline.name})
+    metrics.BUILD.info(metrics.build_info(pipeline.name, __package__ or "connectors"))
     tracing.configure(pipeline.tracing, pipeline.name)
 
     def report(line: str) -> None:
