@@ -19,7 +19,7 @@ from connectors.cli import new as scaffold
 from connectors.config.observability import HealthSettings
 from connectors.config.pipeline import Pipeline, resolve
 from connectors.core.errors import ConfigError, ConnectorError, FatalError
-from connectors.observability import alerts, health, logs, metrics, tracing
+from connectors.observability import alerts, health, logs, metrics, progress_bar, tracing
 from connectors.runtime.runner import Runner, run_until_stopped
 from connectors.runtime.shutdown import Watchdog
 
@@ -48,8 +48,8 @@ def cmd_run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     metrics.BUILD.info(metrics.build_info(pipeline.name, __package__ or "connectors"))
     tracing.configure(pipeline.tracing, pipeline.name)
 
-    def report(line: str) -> None:
-        print(line, file=sys.stderr, flush=True)
+    # A progress bar on a terminal, the plain catch-up lines otherwise.
+    report = progress_bar.reporter(sys.stderr)
 
     # SIGTERM and SIGINT are taken by a thread, so they stop the connector within
     # SHUTDOWN_GRACE_S even while a transform holds the event loop.
