@@ -22,10 +22,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka import errors as kafka_errors
 
 from connectors import (
@@ -55,6 +55,7 @@ from connectors.kafka import (
     stop_consumer,
     translate,
 )
+from readers.rebalance import Listener
 
 _log = logging.getLogger("connectors.readers.kafka")
 _new_tuple: Any = tuple.__new__
@@ -68,24 +69,6 @@ _MISSING_CHECK_S = 5.0
 _MISSING_WARNING_S = 60.0
 
 
-class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
-    def __init__(
-        self, on_revoke: OnRevoke, on_assign: Callable[[set[TopicPartition]], Awaitable[None]]
-    ):
-        self._on_revoke = on_revoke
-        self._on_assign = on_assign
-        #: Counts revocations: a batch being gathered across one is given up (see `_fetch`).
-        self.generation = 0
-
-    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
-        self.generation += 1
-        await self._on_revoke([(tp.topic, tp.partition) for tp in revoked])
-
-    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
-        _log.info("assigned %s", sorted(f"{tp.topic}[{tp.partition}]" for tp in assigned))
-        await self._on_assign(assigned)
-
-
 class KafkaReader:
     def __init__(self, settings: KafkaSettings, context: ReaderContext) -> None:
         self._settings = settings
@@ -95,7 +78,7 @@ class KafkaReader:
         self._where = Where("kafka", settings, "READ", context.topics, self._group)
         self._ids: dict[str, str] = {}
         self._skipped: dict[TP, tuple[int, int]] = {}
-        self._listener: _Listener | None = None
+        self._listener: Listener | None = None
         self._subscribed: set[str] = set()
         self._missing: set[str] = set()
         self._next_missing_check = 0.0
@@ -123,7 +106,9 @@ class KafkaReader:
             **fetch_options(s),
             max_poll_records=self._context.batch_max_messages,
         )
-        self._listener = _Listener(on_revoke, self._on_assign)
+        self._listener = Listener(
+            on_revoke, self._on_assign, self._context.connector_name, self._still_member
+        )
         try:
             await consumer._client.bootstrap()  # noqa: SLF001 - to look for TOPICS first
             await self._subscribe_existing(warn=True)
@@ -166,6 +151,12 @@ class KafkaReader:
             self.consumer.subscribe(sorted(present), listener=self._listener)
             self._subscribed = present
         self._missing = missing
+
+    def _still_member(self) -> bool:
+        """False once the group coordinator reset this member's generation (session
+        timeout, poll interval exceeded, fenced): what it revokes then was already taken."""
+        coordinator = getattr(self._consumer, "_coordinator", None)
+        return getattr(coordinator, "generation", 0) != -1
 
     def _as_ours(self, exc: kafka_errors.KafkaError) -> Exception:
         return translate(exc, self._where)

@@ -19,7 +19,7 @@ from connectors.cli import new as scaffold
 from connectors.config.observability import HealthSettings
 from connectors.config.pipeline import Pipeline, resolve
 from connectors.core.errors import ConfigError, ConnectorError, FatalError
-from connectors.observability import alerts, health, logs, metrics, tracing
+from connectors.observability import alerts, health, logs, metrics, progress_bar, tracing
 from connectors.runtime.gc_tuning import tune_after_start_up
 from connectors.runtime.runner import Runner, run_until_stopped
 from connectors.runtime.shutdown import Watchdog
@@ -40,11 +40,11 @@ def cmd_run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         return supervisor.supervise(pipeline, environ, until_caught_up=args.until_caught_up)
     log_settings, health_settings = pipeline.logging, pipeline.health
     logs.setup(pipeline.runtime.log_level, pipeline.name, log_settings)
-    metrics.BUILD.info({"package": __package__ or "connectors", "connector": pipeline.name})
+    metrics.BUILD.info(metrics.build_info(pipeline.name, __package__ or "connectors"))
     tracing.configure(pipeline.tracing, pipeline.name)
 
-    def report(line: str) -> None:
-        print(line, file=sys.stderr, flush=True)
+    # A progress bar on a terminal, the plain catch-up lines otherwise.
+    report = progress_bar.reporter(sys.stderr)
 
     # SIGTERM and SIGINT are taken by a thread, so they stop the connector within
     # SHUTDOWN_GRACE_S even while a transform holds the event loop.
