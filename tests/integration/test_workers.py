@@ -135,9 +135,12 @@ def test_two_workers_split_the_partitions_behind_one_port_and_stop_on_sigterm(
             done = len(partitions) == PARTITIONS and all(
                 p["reason"] == "idle" and p["committed"] == ends[p["partition"]] for p in partitions
             )
-            return body if done and len(body["workers"]) == 2 else None
+            # A worker that joins after the other caught up gets its share at the next
+            # rebalance: wait for it, rather than for the first moment all is idle.
+            split = all(w["partitions"] for w in body.get("workers", []))
+            return body if done and split and len(body["workers"]) == 2 else None
 
-        body = wait_for(everything_idle, timeout=120, what="both workers caught up")
+        body = wait_for(everything_idle, timeout=120, what="both workers holding partitions, idle")
         held = [{tuple(tp) for tp in w["partitions"]} for w in body["workers"]]
         assert all(held), f"each worker holds partitions: {body['workers']}"
         assert held[0].isdisjoint(held[1]) and len(held[0] | held[1]) == PARTITIONS
