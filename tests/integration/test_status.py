@@ -9,6 +9,7 @@ while `connector status` and Kafka's own `kafka-consumer-groups --describe` look
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -192,3 +193,33 @@ def test_bad_configuration_exits_2_and_an_unreachable_broker_1(unique: str) -> N
     down = run_connector("status", "--timeout", "3", env=env, timeout=60)
     assert down.returncode == 1 and down.stdout == "", down
     assert len(down.stderr.strip().splitlines()) == 1, down.stderr
+
+
+def test_watch_reprints_until_ctrl_c_and_exits_0(kafka: KafkaBroker, unique: str) -> None:
+    topic = name = f"watch-{unique}"
+    create_topic(kafka.bootstrap, topic, partitions=2)
+    produce(kafka.bootstrap, topic, [(1, b"k", b"v")])
+    process = subprocess.Popen(  # noqa: S603 - this interpreter, fixed arguments
+        connector_command("status", "--watch", "0.2"),
+        env=status_env(kafka, name, topic),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        heads = []
+        for line in process.stdout:
+            if line.startswith(f"group {name}: "):
+                heads.append(line)
+                if len(heads) == 3:
+                    break
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, err
+    # Nobody consumes: no member, both partitions unassigned, the one record is lag unknown.
+    assert heads[0].startswith(f"group {name}: Dead, 0 members, 2 partitions, lag 0: unhealthy")
+    assert "Traceback" not in err

@@ -12,28 +12,21 @@ from __future__ import annotations
 import html
 import re
 import shutil
+import signal
 import subprocess
 from pathlib import Path
 from typing import Any
 
-from connectors import transform
 from connectors.config.observability import HealthSettings
 from harness.kafka import KafkaBroker, create_topic
 from harness.kcat import produce
-from tests.conftest import ROOT
+from harness.ports import free_port
+from tests.conftest import ROOT, connector_command, connector_env
 from tests.integration.test_health import GatedWriter, RunningConnector, http_get, pipeline_env
 from tests.waiting import wait_for
 
 ARTIFACT = ROOT / ".local" / "artifacts" / "status-page.png"
 PNG = b"\x89PNG\r\n\x1a\n"
-
-
-@transform("refuse_poison")
-def refuse_poison(message: bytes, ctx: Any) -> bytes:
-    """Passes every record through but the one whose value is `poison`."""
-    if message == b"poison":
-        raise ValueError("this record is poison")
-    return message
 
 
 def chromium(*args: str, tmp: Path) -> str:
@@ -79,7 +72,14 @@ def test_the_status_page_shows_pipeline_partitions_and_dead_letters(
 ) -> None:
     topic = name = f"page-{unique}"
     create_topic(kafka.bootstrap, topic, partitions=2)
-    env = pipeline_env(kafka, name, topic, tmp_path, TRANSFORMS="refuse_poison")
+    env = pipeline_env(
+        kafka,
+        name,
+        topic,
+        tmp_path,
+        TRANSFORM_MODULES="tests.fixtures.refuse",
+        TRANSFORMS="refuse_poison",
+    )
     writer = GatedWriter(open_=True)
     settings = HealthSettings(stuck_after_s=60, sample_interval_s=0.5, timeout_s=5.0)
     with RunningConnector(env, writer, health=settings) as connector:
@@ -132,3 +132,51 @@ def test_the_status_page_shows_pipeline_partitions_and_dead_letters(
     )
     image = ARTIFACT.read_bytes()
     assert image.startswith(PNG) and len(image) > 10_000, len(image)
+
+
+def test_with_workers_the_parent_serves_the_page_of_every_worker(
+    kafka: KafkaBroker, unique: str, tmp_path: Path
+) -> None:
+    topic = name = f"pages-{unique}"
+    create_topic(kafka.bootstrap, topic, partitions=4)
+    values = [b"poison" if (p, o) == (3, 1) else b"v" for p in range(4) for o in range(3)]
+    produce(kafka.bootstrap, topic, [(n // 3, f"k{n}".encode(), v) for n, v in enumerate(values)])
+    port = free_port()
+    env = connector_env(
+        **pipeline_env(kafka, name, topic, tmp_path),
+        TRANSFORM_MODULES="tests.fixtures.refuse", TRANSFORMS="refuse_poison",
+        WORKERS="2", METRICS_PORT=str(port), METRICS_HOST="127.0.0.1", PYTHONPATH=str(ROOT),
+    )  # fmt: skip
+    log = (tmp_path / "run.log").open("w")
+    process = subprocess.Popen(  # noqa: S603 - this interpreter, fixed arguments
+        connector_command("run"), env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=log
+    )
+    try:
+
+        def all_idle() -> dict[str, Any] | None:
+            try:
+                _, body = http_get(f"http://127.0.0.1:{port}/healthz")
+            except OSError:
+                return None
+            parts = body.get("partitions") or []
+            done = len(parts) == 4 and all(p["reason"] == "idle" for p in parts)
+            return body if done and len(body.get("workers", [])) == 2 else None
+
+        wait_for(all_idle, timeout=120, what="both workers caught up")
+        status, figures = http_get(f"http://127.0.0.1:{port}/status.json")
+        assert status == 200 and figures["records"] == 12, figures
+        assert [t["type"] for t in figures["pipeline"]["topics"]] == ["bytes"]
+        [letter] = figures["dead_letters"]
+        assert (letter["partition"], letter["offset"]) == (3, 1), letter
+        status, page = http_get(f"http://127.0.0.1:{port}/")
+        assert status == 200, page
+        assert len(rows(page, "partitions")) == 4
+        assert rows(page, "letters")[0][1:5] == ["transform:refuse_poison", topic, "3", "1"]
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(60)
+        finally:
+            if process.poll() is None:
+                process.kill()
+            log.close()
