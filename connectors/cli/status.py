@@ -238,7 +238,7 @@ def table(found: Snapshot) -> str:
     columns = ("TOPIC", "PARTITION", "MEMBER", "HOST", "COMMITTED", "END", "LAG", "STATE")
     lines = [[*columns, "LAST COMMIT"]]
     for r in found.partitions:
-        cells = (r.topic, r.partition, r.client_id, r.host, r.committed, r.end, r.lag, r.state)
+        cells = (r.topic, r.partition, r.member, r.host, r.committed, r.end, r.lag, r.state)
         lines.append([_cell(c) for c in (*cells, r.last_commit_age_s)])
     widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]))]
     right = {1, 4, 5, 6, 8}
