@@ -26,9 +26,9 @@ COPY writers/ writers/
 COPY transforms/ transforms/
 COPY templates/ templates/
 COPY wheelhouse/ /wheelhouse/
-# Every writer's extra, so that WRITER=... needs no other image.
+# Every writer's extra, so that WRITER=... needs no other image; `image` for images built FROM it.
 RUN if ls /wheelhouse/*.whl >/dev/null 2>&1; then export PIP_NO_INDEX=1; fi; \
-    /opt/connector/bin/pip install --find-links=/wheelhouse ".[redis,s3,http]"
+    /opt/connector/bin/pip install --find-links=/wheelhouse ".[redis,s3,http,image]"
 
 FROM ${PYTHON_IMAGE} AS runtime
 LABEL org.opencontainers.image.title="kafka-connectors" \
@@ -37,8 +37,16 @@ LABEL org.opencontainers.image.title="kafka-connectors" \
 RUN groupadd --system --gid 10001 connector \
  && useradd --system --uid 10001 --gid 10001 --home-dir /var/lib/connector --create-home \
       --shell /usr/sbin/nologin connector
+# jemalloc instead of glibc's malloc: a connector allocates and frees small objects per
+# record and keeps little; jemalloc is faster at that and returns memory to the system
+# (measured in docs/fast-transforms.md). Linked at a fixed path whatever the architecture.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends libjemalloc2 \
+ && ln -s "$(dpkg -L libjemalloc2 | grep '/libjemalloc\.so\.2$')" /usr/local/lib/libjemalloc.so.2 \
+ && rm -rf /var/lib/apt/lists/*
 COPY --from=build /opt/connector /opt/connector
-ENV PATH=/opt/connector/bin:$PATH \
+ENV LD_PRELOAD=/usr/local/lib/libjemalloc.so.2 \
+    PATH=/opt/connector/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     METRICS_PORT=9464 \

@@ -160,6 +160,11 @@ class Child:
 
 
 def run(
-    cmd: Sequence[str], env: Mapping[str, str], logdir: Path, name: str, timeout: float
+    cmd: Sequence[str],
+    env: Mapping[str, str],
+    logdir: Path,
+    name: str,
+    timeout: float,
+    cwd: Path = ROOT,
 ) -> Finished:
-    return Child(cmd, env, logdir, name).wait(timeout)
+    return Child(cmd, env, logdir, name, cwd=cwd).wait(timeout)

@@ -41,7 +41,15 @@ from typing import Any
 
 from bench.procs import PYTHON, ROOT, base_env, run
 
-SCENARIOS = ("B1", "B2", "B3", "S1", "R", "R0", "J")
+SCENARIOS = ("B1", "B2", "B3", "S1", "R", "R0", "R0n", "Rb", "R0b", "J")
+#: The connector scenarios: (pass-through?, run the --baseline checkout?, extra variables).
+CONNECTORS: dict[str, tuple[bool, bool, dict[str, str]]] = {
+    "R": (False, False, {}),
+    "R0": (True, False, {}),
+    "R0n": (True, False, {"KV_SYNC": "false"}),
+    "Rb": (False, True, {}),
+    "R0b": (True, True, {}),
+}
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 TYPE_NAME = "edge.v1.ZoneSettingsChanged"
 DESCRIPTIONS = {
@@ -51,14 +59,20 @@ DESCRIPTIONS = {
     "S1": "LMDB KV writer alone, entries from memory",
     "R": "connector: decode → pf_edge → LMDB, commit per batch",
     "R0": "connector: pass-through bytes → LMDB",
+    "R0n": "R0 with KV_SYNC=false (no fsync, as J)",
+    "Rb": "R of the --baseline checkout",
+    "R0b": "R0 of the --baseline checkout",
     "J": "Kafka Connect standalone, FileStreamSink",
 }
 RUNTIME_DIRS = ("connectors", "readers", "writers", "transforms")
 TARGETS = {
     "R/serial": 0.8,
     "R/serial with T": 0.8,
-    "R0/B1": 0.7,
+    "R0/B1": 0.5,
     "R/J": 1.0,
+    "R/B3": 0.25,
+    "R/Rb": 2.0,
+    "R0n/J": 1.0,
 }
 
 
@@ -205,11 +219,16 @@ class Setup:
     payload: Any  # bench.data.Payload
     kafka_version: str
     overrides: dict[str, str] = field(default_factory=dict)
+    baseline: Path | None = None
 
 
-def connector_env(setup: Setup, topic: str, *, passthrough: bool, kv_dir: Path) -> dict[str, str]:
-    """R's (or R0's) environment: the README's variables, defaults for everything else."""
+def connector_env(
+    setup: Setup, topic: str, *, passthrough: bool, kv_dir: Path, root: Path = ROOT
+) -> dict[str, str]:
+    """R's (or R0's) environment: the README's variables, defaults for everything else;
+    `root` is the checkout whose runtime runs (the --baseline one for Rb and R0b)."""
     env = base_env(
+        PYTHONPATH=str(root),
         CONNECTOR_NAME=f"bench-{'r0' if passthrough else 'r'}-{uuid.uuid4().hex[:8]}",
         TOPICS=topic,
         KAFKA_BOOTSTRAP_SERVERS=setup.bootstrap,
@@ -223,7 +242,7 @@ def connector_env(setup: Setup, topic: str, *, passthrough: bool, kv_dir: Path) 
     else:
         env.update(
             TOPIC_SCHEMAS=f"{topic}={TYPE_NAME}",
-            PROTO_DESCRIPTOR_SET=str(ROOT / "transforms" / "proto" / "edge.binpb"),
+            PROTO_DESCRIPTOR_SET=str(root / "transforms" / "proto" / "edge.binpb"),
             TRANSFORMS="pf_edge",
         )
     env.update(setup.overrides)
@@ -293,16 +312,19 @@ def merged_stats(stats: Path) -> dict[str, Any]:
     }
 
 
-def _connector(setup: Setup, topic: str, n: int, passthrough: bool) -> Measured:
-    scenario = "R0" if passthrough else "R"
+def _connector(setup: Setup, topic: str, n: int, scenario: str) -> Measured:
+    passthrough, baseline, extra = CONNECTORS[scenario]
+    root = setup.baseline if baseline and setup.baseline is not None else ROOT
     tag = uuid.uuid4().hex[:8]
     kv_dir = setup.workdir / f"kv-{scenario}-{tag}"
     stats = setup.workdir / "logs" / f"{scenario}-{tag}.stats.json"
-    env = connector_env(setup, topic, passthrough=passthrough, kv_dir=kv_dir)
+    env = connector_env(setup, topic, passthrough=passthrough, kv_dir=kv_dir, root=root)
+    env.update(extra)
     env["BENCH_STATS_FILE"] = str(stats)
     cmd = [PYTHON, "-m", "connectors.cli", "run", "--until-caught-up"]
     try:
-        done = run(cmd, env, setup.workdir / "logs", f"{scenario}-{topic}-{tag}", 7200)
+        logdir = setup.workdir / "logs"
+        done = run(cmd, env, logdir, f"{scenario}-{topic}-{tag}", 7200, cwd=root)
         done.check(f"connector ({scenario})")
     finally:
         shutil.rmtree(kv_dir, ignore_errors=True)
@@ -338,8 +360,8 @@ def measure(setup: Setup, scenario: str, topic: str, partitions: int, n: int) ->
         return _drain(setup, scenario, topic, partitions, n)
     if scenario == "S1":
         return _writer_alone(setup, topic, partitions, n)
-    if scenario in ("R", "R0"):
-        return _connector(setup, topic, n, passthrough=scenario == "R0")
+    if scenario in CONNECTORS:
+        return _connector(setup, topic, n, scenario)
     return _kafka_connect(setup, topic, partitions, n)
 
 
@@ -357,6 +379,10 @@ def ratios(summaries: Mapping[str, Summary]) -> dict[str, float]:
         "R0/B1": ("R0", "B1"),
         "R/J": ("R", "J"),
         "R0/J": ("R0", "J"),  # J neither decodes nor transforms: R0 is its like
+        "R0n/J": ("R0n", "J"),  # ... and never fsyncs: R0n is its like
+        "R/B3": ("R", "B3"),
+        "R/Rb": ("R", "Rb"),
+        "R0/R0b": ("R0", "R0b"),
     }
     for label, (a, b) in pairs.items():
         ra, rb = rate(a), rate(b)
@@ -418,7 +444,7 @@ def ratio_lines(found: Mapping[str, float]) -> str:
 def stage_lines(summaries: Mapping[str, Summary]) -> str:
     """Where R's and R0's time went, from the runtime's own stage histograms (median run)."""
     lines = []
-    for name in ("R", "R0"):
+    for name in CONNECTORS:
         if name not in summaries:
             continue
         runs = sorted(summaries[name].runs, key=lambda m: m.elapsed_s)
@@ -493,6 +519,12 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--note", default="", help="a line added to the RESULTS.md entry")
     parser.add_argument("--kafka-version", default=None)
     parser.add_argument(
+        "--baseline",
+        type=Path,
+        help="another checkout of the runtime (e.g. `git worktree add /tmp/base <commit>`): "
+        "scenarios Rb and R0b run its R and R0, interleaved with this one's",
+    )
+    parser.add_argument(
         "--env",
         action="append",
         default=[],
@@ -516,6 +548,10 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     unknown = set(args.scenario_list) - set(SCENARIOS)
     if unknown:
         parser.error(f"unknown scenarios: {sorted(unknown)}")
+    if {"Rb", "R0b"} & set(args.scenario_list) and args.baseline is None:
+        parser.error("scenarios Rb and R0b need --baseline")
+    if args.baseline is not None:
+        args.baseline = args.baseline.resolve()
     bad = [item for item in args.env if "=" not in item]
     if bad:
         parser.error(f"--env wants NAME=VALUE, not {bad}")
@@ -561,7 +597,7 @@ def main(argv: list[str] | None = None) -> int:
     payload = data.payload(args.messages)
     broker = KafkaBroker(workdir / "broker", version=kafka_version, heap="1g")
     broker.start()
-    setup = Setup(broker.bootstrap, workdir, payload, kafka_version, args.overrides)
+    setup = Setup(broker.bootstrap, workdir, payload, kafka_version, args.overrides, args.baseline)
     results: dict[str, Any] = {"args": {k: str(v) for k, v in vars(args).items()}}
     loads: dict[str, tuple[float, float, float]] = {"start": load_at_start}
     try:

@@ -29,9 +29,11 @@ from bench.run import RESULTS, load_average, machine, wait_for_quiet
 from connectors import Put, Record, TransformContext
 from connectors.config.transforms import TransformSettings
 from connectors.core.transform import Chain, Decoded
+from connectors.observability.tracing import BatchTrace
 from connectors.runtime.transforming import TransformStage
 
 URL = ""  # set once the server answers
+OFF = BatchTrace()  # tracing off, as by default
 
 
 async def call_5ms(message: Any, ctx: TransformContext) -> Put:
@@ -114,10 +116,10 @@ async def measure(concurrency: int, seconds: float, batch_size: int) -> Run:
     stage.start()
     batch = batches(batch_size)
     try:
-        await stage.apply(batch[: min(concurrency, batch_size)])  # connections opened
+        await stage.apply(batch[: min(concurrency, batch_size)], OFF)  # connections opened
         done, started, cpu = 0, time.perf_counter(), time.process_time()
         while time.perf_counter() - started < seconds or done == 0:
-            applied = await stage.apply(batch)
+            applied = await stage.apply(batch, OFF)
             assert len(applied.entries) == batch_size and not applied.poison
             done += batch_size
         elapsed, spent = time.perf_counter() - started, time.process_time() - cpu

@@ -22,10 +22,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka import errors as kafka_errors
 
 from connectors import (
@@ -47,9 +47,15 @@ from connectors.kafka import (
     client_options,
     describe_topics,
     diagnose,
+    fetch_options,
+    gather,
     is_raw,
+    partition_fetch_bytes,
+    set_partition_fetch_bytes,
+    stop_consumer,
     translate,
 )
+from readers.rebalance import Listener
 
 _log = logging.getLogger("connectors.readers.kafka")
 _new_tuple: Any = tuple.__new__
@@ -63,19 +69,6 @@ _MISSING_CHECK_S = 5.0
 _MISSING_WARNING_S = 60.0
 
 
-class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
-    def __init__(self, on_revoke: OnRevoke, on_assign: Callable[[set[str]], Awaitable[None]]):
-        self._on_revoke = on_revoke
-        self._on_assign = on_assign
-
-    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
-        await self._on_revoke([(tp.topic, tp.partition) for tp in revoked])
-
-    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
-        _log.info("assigned %s", sorted(f"{tp.topic}[{tp.partition}]" for tp in assigned))
-        await self._on_assign({tp.topic for tp in assigned})
-
-
 class KafkaReader:
     def __init__(self, settings: KafkaSettings, context: ReaderContext) -> None:
         self._settings = settings
@@ -85,7 +78,7 @@ class KafkaReader:
         self._where = Where("kafka", settings, "READ", context.topics, self._group)
         self._ids: dict[str, str] = {}
         self._skipped: dict[TP, tuple[int, int]] = {}
-        self._listener: _Listener | None = None
+        self._listener: Listener | None = None
         self._subscribed: set[str] = set()
         self._missing: set[str] = set()
         self._next_missing_check = 0.0
@@ -110,11 +103,12 @@ class KafkaReader:
             isolation_level=s.isolation_level,
             session_timeout_ms=s.session_timeout_ms,
             max_poll_interval_ms=s.max_poll_interval_ms,
-            fetch_max_bytes=s.fetch_max_bytes,
-            max_partition_fetch_bytes=s.max_partition_fetch_bytes,
+            **fetch_options(s),
             max_poll_records=self._context.batch_max_messages,
         )
-        self._listener = _Listener(on_revoke, self._on_assign)
+        self._listener = Listener(
+            on_revoke, self._on_assign, self._context.connector_name, self._still_member
+        )
         try:
             await consumer._client.bootstrap()  # noqa: SLF001 - to look for TOPICS first
             await self._subscribe_existing(warn=True)
@@ -158,6 +152,12 @@ class KafkaReader:
             self._subscribed = present
         self._missing = missing
 
+    def _still_member(self) -> bool:
+        """False once the group coordinator reset this member's generation (session
+        timeout, poll interval exceeded, fenced): what it revokes then was already taken."""
+        coordinator = getattr(self._consumer, "_coordinator", None)
+        return getattr(coordinator, "generation", 0) != -1
+
     def _as_ours(self, exc: kafka_errors.KafkaError) -> Exception:
         return translate(exc, self._where)
 
@@ -168,8 +168,11 @@ class KafkaReader:
         except kafka_errors.KafkaError as exc:
             raise self._as_ours(exc) from exc
 
-    async def _on_assign(self, topics: set[str]) -> None:
-        """Ask the ids of the assigned topics again: one may have been re-created."""
+    async def _on_assign(self, assigned: set[TopicPartition]) -> None:
+        """Share the fetch budget among the assigned partitions, and ask the ids of the
+        assigned topics again: one may have been re-created."""
+        self._share_fetch_budget(len(assigned))
+        topics = {tp.topic for tp in assigned}
         try:
             await self._refresh_ids(topics)
         except ConnectorError as exc:  # asked again before the next batch is returned
@@ -233,20 +236,36 @@ class KafkaReader:
                 self._skipped[(tp.topic, tp.partition)] = (after, position)
 
     async def _fetch(self) -> dict[TopicPartition, list[Any]]:
+        """What has arrived, completed by further fetches while the log holds more
+        (`connectors.kafka.gathering`): a backlog is read in full batches."""
         consumer, wait = self.consumer, self._context.batch_max_wait_ms
         most = self._context.batch_max_messages
         if not self._subscribed:  # no topic of TOPICS exists yet: nothing to poll
             await asyncio.sleep(max(wait, _IDLE_WAIT_MS) / 1000)
             return {}
+        deadline = time.monotonic() + wait / 1000
+        listener, committed = self._listener, self._settings.isolation_level == "read_committed"
+        generation = listener.generation if listener is not None else 0
         try:
             fetched: dict[TopicPartition, list[Any]] = await consumer.getmany(
                 timeout_ms=wait, max_records=most
             )
             if not fetched and wait == 0:
                 fetched = await consumer.getmany(timeout_ms=_IDLE_WAIT_MS, max_records=most)
+            if fetched:
+                fetched = await gather(
+                    consumer, fetched, most=most, deadline=deadline, committed_only=committed,
+                    revoked=lambda: listener is not None and listener.generation != generation,
+                )  # fmt: skip
         except kafka_errors.KafkaError as exc:
             raise self._as_ours(exc) from exc
         return fetched
+
+    def _share_fetch_budget(self, partitions: int) -> None:
+        """Each assigned partition fetches its share of `KAFKA_FETCH_BUDGET_BYTES`."""
+        size = partition_fetch_bytes(self._settings, partitions)
+        set_partition_fetch_bytes(self.consumer, size)
+        _log.debug("%d partitions assigned: %d bytes per partition fetch", partitions, size)
 
     async def _ids_of(self, fetched: dict[TopicPartition, list[Any]]) -> dict[str, str]:
         """The id of every topic in `fetched`; when one cannot be known, the records are
@@ -360,18 +379,8 @@ class KafkaReader:
         consumer.resume(*consumer.assignment())
 
     async def close(self) -> None:
-        """Leave the group. With the broker out of reach, aiokafka's fetcher re-raises the
-        cancellation of its own fetch tasks out of `stop()`; that is not a cancellation of
-        ours, and must not turn a clean stop during an outage into a crash."""
-        if self._consumer is None:
-            return
-        try:
-            await self._consumer.stop()
-        except asyncio.CancelledError:
-            task = asyncio.current_task()
-            if task is not None and task.cancelling():
-                raise
-            _log.warning("the consumer stopped with the broker out of reach")
+        if self._consumer is not None:
+            await stop_consumer(self._consumer)
 
 
 def _build(settings: KafkaSettings, context: ReaderContext) -> KafkaReader:

@@ -42,12 +42,18 @@ def pf_edge(message: Any, ctx: TransformContext) -> Put | Delete | None:
         return None
     if message.deleted:
         return Delete(edge_key(zone_id))
-    settings = message.settings  # indexing a protobuf map beats iterating its items()
-    config = EdgeZoneConfig(
-        zone_id=zone_id,
-        settings={k: settings[k].strip().lower() for k in settings if k in EDGE_SETTINGS},
-        features=sorted(set(list(message.features))),
-        version=message.version,
-        updated_at_ms=message.updated_at_ms,
-    )
+    # Built field by field: the constructor's `settings=dict` falls back to a pure-Python
+    # `MutableMapping.update` (about 2 us a record), and assigning the map's items one by
+    # one costs a third of that (docs/fast-transforms.md has the measured patterns).
+    config = EdgeZoneConfig()
+    config.zone_id = zone_id
+    settings, kept = message.settings, config.settings
+    for name in settings:  # indexing a protobuf map beats iterating its items()
+        if name in EDGE_SETTINGS:
+            kept[name] = settings[name].strip().lower()
+    features = message.features
+    if features:
+        config.features.extend(sorted(set(features)))
+    config.version = message.version
+    config.updated_at_ms = message.updated_at_ms
     return Put(edge_key(zone_id), config)

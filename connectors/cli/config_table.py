@@ -77,8 +77,10 @@ MEANINGS: Mapping[str, str] = {
     "`protoc --include_imports --descriptor_set_out=FILE`",
     "PROTO_MODULES": "modules whose import defines protobuf types (generated `_pb2` modules)",
     "BATCH_MAX_MESSAGES": "most records per batch (one write, one commit); a poll takes what has "
-    "arrived, so batches are only this large when the connector is behind",
-    "BATCH_MAX_WAIT_MS": "longest wait for a batch to fill",
+    "arrived, and a connector that is behind keeps fetching until the batch is full (or "
+    "`BATCH_MAX_WAIT_MS` passed), so a backlog is written in full batches",
+    "BATCH_MAX_WAIT_MS": "longest wait for a batch to fill; a connector that is caught up "
+    "writes what arrived within it",
     "METRICS_PORT": "HTTP port serving `/metrics` and the health probes; `0` turns it off",
     "METRICS_HOST": "where `/metrics` and the probes listen; the default, every interface, "
     "lets Kubernetes probes and Prometheus reach the pod's IP",
@@ -100,8 +102,14 @@ MEANINGS: Mapping[str, str] = {
     "KAFKA_CLIENT_ID": "client id seen by the broker",
     "KAFKA_SESSION_TIMEOUT_MS": "group session timeout",
     "KAFKA_MAX_POLL_INTERVAL_MS": "longest time between polls before the group evicts us",
-    "KAFKA_FETCH_MAX_BYTES": "most bytes per fetch",
-    "KAFKA_MAX_PARTITION_FETCH_BYTES": "most bytes per partition per fetch",
+    "KAFKA_FETCH_MAX_BYTES": "most bytes per fetch request (never more than "
+    "`KAFKA_FETCH_BUDGET_BYTES`)",
+    "KAFKA_MAX_PARTITION_FETCH_BYTES": "most bytes per partition per fetch: the share of "
+    "`KAFKA_FETCH_BUDGET_BYTES` each assigned partition gets is capped at this",
+    "KAFKA_FETCH_BUDGET_BYTES": "fetched bytes the reader may hold at once, all partitions "
+    "together: each assigned partition fetches this divided by the number assigned (at least "
+    "32 KiB, at most `KAFKA_MAX_PARTITION_FETCH_BYTES`), so memory stays bounded with 1 or "
+    "100 partitions (beyond budget / 32 KiB partitions, 32 KiB each)",
     "KAFKA_ISOLATION_LEVEL": "which records of transactional producers are read",
     "KAFKA_SECURITY_PROTOCOL": "protocol of every Kafka client of the connector (reader, "
     "dead letters, health checks)",

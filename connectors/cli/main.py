@@ -13,14 +13,15 @@ import os
 import sys
 from collections.abc import Mapping, Sequence
 
-from connectors.cli import config_table, kv, produce, supervisor, topics, workers
+from connectors.cli import check, config_table, kv, produce, supervisor, topics, workers
 from connectors.cli import dlq as replay
 from connectors.cli import new as scaffold
 from connectors.cli import status as group_status
 from connectors.config.observability import HealthSettings
 from connectors.config.pipeline import Pipeline, resolve
 from connectors.core.errors import ConfigError, ConnectorError, FatalError
-from connectors.observability import alerts, health, logs, metrics, tracing
+from connectors.observability import alerts, health, logs, metrics, progress_bar, tracing
+from connectors.runtime.gc_tuning import tune_after_start_up
 from connectors.runtime.runner import Runner, run_until_stopped
 from connectors.runtime.shutdown import Watchdog
 
@@ -33,12 +34,6 @@ def _fail_config(error: ConfigError) -> int:
     return EXIT_CONFIG
 
 
-def cmd_check(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
-    pipeline = resolve(environ)
-    print(pipeline.describe())
-    return EXIT_OK
-
-
 def cmd_run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     pipeline = resolve(environ)
     link = workers.current()
@@ -46,11 +41,11 @@ def cmd_run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         return supervisor.supervise(pipeline, environ, until_caught_up=args.until_caught_up)
     log_settings, health_settings = pipeline.logging, pipeline.health
     logs.setup(pipeline.runtime.log_level, pipeline.name, log_settings)
-    metrics.BUILD.info({"package": __package__ or "connectors", "connector": pipeline.name})
+    metrics.BUILD.info(metrics.build_info(pipeline.name, __package__ or "connectors"))
     tracing.configure(pipeline.tracing, pipeline.name)
 
-    def report(line: str) -> None:
-        print(line, file=sys.stderr, flush=True)
+    # A progress bar on a terminal, the plain catch-up lines otherwise.
+    report = progress_bar.reporter(sys.stderr)
 
     # SIGTERM and SIGINT are taken by a thread, so they stop the connector within
     # SHUTDOWN_GRACE_S even while a transform holds the event loop.
@@ -65,6 +60,7 @@ def cmd_run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         )
         server = _serve(pipeline, runner, health_settings, link)
         watchdog.install(runner.stop, asyncio.get_running_loop(), runner.activity)
+        tune_after_start_up()
         try:
             if link is None:
                 await run_until_stopped(runner, pipeline.shutdown.grace_s)
@@ -109,8 +105,7 @@ def parser() -> argparse.ArgumentParser:
         description="Run a Kafka connector configured by environment variables.",
     )
     sub = top.add_subparsers(dest="command", required=True)
-    check = sub.add_parser("check", help="validate the environment and print the pipeline")
-    check.set_defaults(handler=cmd_check)
+    check.add_parser(sub)
     run = sub.add_parser("run", help="run the pipeline")
     run.add_argument(
         "--until-caught-up",

@@ -29,7 +29,6 @@ from connectors.config.settings import (
     RetrySettings,
     RuntimeSettings,
     ShutdownSettings,
-    describe,
     load,
 )
 from connectors.config.transforms import TransformSettings
@@ -79,33 +78,11 @@ class Pipeline:
         return self.kafka.group_id or self.runtime.connector_name
 
     def describe(self) -> str:
-        """The resolved pipeline as `connector check` prints it; secrets masked."""
-        lines = [
-            f"connector: {self.name}",
-            f"reader:    {self.reader.name} ({describe(self.reader_settings)}, "
-            f"group {self.group_id})",
-            "topics:",
-        ]
-        for topic, schema in self.schemas.items():
-            lines.append(f"  {topic} -> {schema.type_name}")
-        steps = zip(self.chain.names, self.chain.kinds, strict=True)
-        chain = " -> ".join(f"{name} ({kind})" for name, kind in steps) or "(pass-through)"
-        lines.append(f"transforms: {chain}")
-        if self.chain.steps:
-            lines.append(f"           {describe(self.transform)}")
-        lines.append(f"writer:    {self.writer.name} ({describe(self.writer_settings)})")
-        errors = (
-            f"dead letters to {self.dlq_topic} (stop if more than "
-            f"{self.dead_letter.max_ratio:.0%} of the last {self.dead_letter.window} records)"
-            if self.runtime.on_error == "dlq"
-            else "stop at the first poison record (ON_ERROR=fail)"
-        )
-        lines.append(f"on error:  {errors}")
-        lines.append(
-            f"batches:   up to {self.runtime.batch_max_messages} messages or "
-            f"{self.runtime.batch_max_wait_ms} ms; metrics on port {self.runtime.metrics_port}"
-        )
-        return "\n".join(lines)
+        """The resolved pipeline as `connector check` prints it: one block per component,
+        one `NAME=value` per line, secrets masked (`connectors.config.shown`)."""
+        from connectors.config.shown import blocks  # noqa: PLC0415 - it imports Pipeline
+
+        return blocks(self)
 
 
 def resolve(environ: Mapping[str, str]) -> Pipeline:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import stat
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -72,26 +72,38 @@ def find_message_class(
     return None
 
 
+#: How many distinct `content-type` values a topic remembers the verdict of.
+_VERDICTS_KEPT = 64
+
+
 @dataclass(frozen=True, slots=True)
 class TopicSchema:
-    """The type bound to one topic; `message_class` is None for raw bytes."""
+    """The type bound to one topic; `message_class` is None for raw bytes.
+
+    Decoding runs once per record, so it does no work that the record does not need: a
+    record without headers (the usual case) is not scanned for a `content-type`, and the
+    verdict on a declared type is parsed once per distinct header value, not per record."""
 
     topic: str
     type_name: str
     message_class: type[Message] | None
+    _verdicts: dict[bytes, str | None] = field(default_factory=dict, compare=False, repr=False)
 
     def decode(self, record: Record) -> Any:
         """The decoded message, or the raw value for a raw topic; raises PoisonError."""
-        if self.message_class is None:
+        cls = self.message_class
+        if cls is None:
             return record.value
-        declared = record.header(TYPE_HEADER)
-        if declared is not None:
-            self._check_declared(declared, record)
-        message = self.message_class()
-        if record.value is None:
+        if record.headers:
+            declared = record.header(TYPE_HEADER)
+            if declared is not None:
+                self._check_declared(declared, record)
+        value = record.value
+        if value is None:
             return None
+        message = cls()
         try:
-            message.ParseFromString(record.value)
+            message.ParseFromString(value)
         except DecodeError as exc:
             raise PoisonError(
                 "decode", f"value is not a valid {self.type_name}: {exc}", record
@@ -99,16 +111,28 @@ class TopicSchema:
         return message
 
     def _check_declared(self, declared: bytes, record: Record) -> None:
+        verdicts = self._verdicts
+        try:
+            wrong = verdicts[declared]
+        except KeyError:
+            if len(verdicts) >= _VERDICTS_KEPT:
+                verdicts.clear()  # bounded: a producer varying the header costs a parse
+            wrong = verdicts[declared] = self._declared_type_if_wrong(declared)
+        if wrong is not None:
+            raise PoisonError(
+                "contract",
+                f"record declares type {wrong!r} but topic {record.topic!r} carries "
+                f"{self.type_name!r} only",
+                record,
+            )
+
+    def _declared_type_if_wrong(self, declared: bytes) -> str | None:
         text = declared.decode("utf-8", "replace")
         for part in text.split(";"):
             key, _, value = part.strip().partition("=")
             if key.lower() == "messagetype" and value != self.type_name:
-                raise PoisonError(
-                    "contract",
-                    f"record declares type {value!r} but topic {record.topic!r} carries "
-                    f"{self.type_name!r} only",
-                    record,
-                )
+                return value
+        return None
 
 
 class TopicSchemas:

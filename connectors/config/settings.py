@@ -51,25 +51,17 @@ class Settings(BaseSettings):
         return (init_settings,)
 
     def describe(self) -> str:
-        """`VARIABLE=value` pairs for `connector check`: secrets and URL passwords masked.
-        A plugin's model may override it (the S3 writer shows derived values)."""
-        return _pairs(self)
+        """`VARIABLE=value`, one per line, for `connector check` (`connectors.config.shown`):
+        secrets `set`/`unset`, URL passwords masked, defaults marked. A plugin's model
+        shows derived values by overriding `shown_values` (or all of this)."""
+        from connectors.config.shown import setting_lines  # noqa: PLC0415 - it imports us
 
+        return "\n".join(setting_lines(self))
 
-def describe(settings: BaseSettings) -> str:
-    """Any settings model as `connector check` shows it: its own `describe` when it is one
-    of ours (plugins may override it), else `VARIABLE=value` pairs with secrets masked."""
-    return settings.describe() if isinstance(settings, Settings) else _pairs(settings)
-
-
-def _pairs(settings: BaseSettings) -> str:
-    model = type(settings)
-    parts = []
-    for name in model.model_fields:
-        value = getattr(settings, name)
-        shown = "**********" if _is_secret(model, name) else mask_url(str(value))
-        parts.append(f"{env_name(model, name)}={shown}")
-    return " ".join(parts)
+    def shown_values(self) -> dict[str, str]:
+        """Per variable, the text `connector check` shows instead of the value (derived
+        values, masked parts); none by default."""
+        return {}
 
 
 class RuntimeSettings(Settings):
@@ -96,7 +88,7 @@ class RuntimeSettings(Settings):
         None, description="path of a FileDescriptorSet (protoc --descriptor_set_out)"
     )
     proto_modules: Names = Field((), description="comma-separated modules defining protobufs")
-    batch_max_messages: int = Field(5000, ge=1, le=1_000_000, description="an integer 1-1000000")
+    batch_max_messages: int = Field(20_000, ge=1, le=1_000_000, description="an integer 1-1000000")
     batch_max_wait_ms: int = Field(500, ge=0, le=600_000, description="milliseconds 0-600000")
     metrics_port: int = Field(9464, ge=0, le=65535, description="a TCP port 0-65535 (0: off)")
     metrics_host: str = Field(
@@ -193,7 +185,10 @@ class KafkaSettings(Settings):
     session_timeout_ms: int = Field(45_000, ge=1000, description="milliseconds >= 1000")
     max_poll_interval_ms: int = Field(300_000, ge=1000, description="milliseconds >= 1000")
     fetch_max_bytes: int = Field(52_428_800, ge=1024, description="bytes >= 1024")
-    max_partition_fetch_bytes: int = Field(1_048_576, ge=1024, description="bytes >= 1024")
+    max_partition_fetch_bytes: int = Field(4_194_304, ge=1024, description="bytes >= 1024")
+    fetch_budget_bytes: int = Field(
+        8_388_608, ge=65_536, le=1_073_741_824, description="bytes 65536-1073741824"
+    )
     isolation_level: Literal["read_committed", "read_uncommitted"] = Field(
         "read_committed",
         description="read_committed (records of aborted transactions are never read) or "
@@ -277,7 +272,7 @@ def env_name(model: type[BaseSettings], field: str) -> str:
     return f"{prefix}{field}".upper()
 
 
-def _is_secret(model: type[BaseSettings], field: str) -> bool:
+def is_secret(model: type[BaseSettings], field: str) -> bool:
     info = model.model_fields.get(field)
     return info is not None and "Secret" in str(info.annotation)
 
@@ -293,7 +288,7 @@ def load(model: type[S], environ: Mapping[str, str], problems: list[Problem]) ->
             info = model.model_fields.get(field)
             variable = env_name(model, field)
             raw = _raw_value(model, field, environ)
-            value = None if _is_secret(model, field) or raw is None else mask_url(raw)
+            value = None if is_secret(model, field) or raw is None else mask_url(raw)
             hint = info.description if info is not None and info.description else ""
             reason = "required" if error["type"] == "missing" else error["msg"]
             reason = reason.removeprefix("Value error, ")

@@ -95,13 +95,22 @@ class RetriableError(ConnectorError):
     it was given, of the entries that are durably stored despite the failure (requests the
     receiver accepted, objects uploaded). The runner's next attempt hands the writer only
     the others, so a flaky receiver is not sent again what it already took; offsets are
-    still committed only once every entry is stored."""
+    still committed only once every entry is stored.
+
+    `reason` labels the retry in `connector_retries_by_reason_total` (`http_503`, ...);
+    without it the class of the error's cause (or of the error) is the reason."""
 
     def __init__(
-        self, message: str, retry_after: float | None = None, *, stored: Collection[int] = ()
+        self,
+        message: str,
+        retry_after: float | None = None,
+        *,
+        stored: Collection[int] = (),
+        reason: str | None = None,
     ) -> None:
         self.retry_after = retry_after
         self.stored = frozenset(stored)
+        self.reason = reason
         super().__init__(message)
 
 

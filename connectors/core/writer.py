@@ -129,7 +129,7 @@ class WriterPlugin:
 
     `settings` is a pydantic-settings model with the writer's own env prefix; it is validated
     with the rest of the environment before anything connects, and `connector check` prints
-    it with secrets masked (`connectors.config.settings.describe`).
+    it with secrets masked (`connectors.config.shown`).
     """
 
     name: str

@@ -20,18 +20,26 @@ from connectors.kafka.errors import (  # noqa: E402
     translate,
     verdict,
 )
+from connectors.kafka.gathering import gather  # noqa: E402
 from connectors.kafka.metadata import TopicState, describe_topics  # noqa: E402
-from connectors.kafka.options import client_options  # noqa: E402
+from connectors.kafka.options import (  # noqa: E402
+    client_options,
+    fetch_options,
+    partition_fetch_bytes,
+    set_partition_fetch_bytes,
+)
 from connectors.kafka.producer import MAX_REQUEST_BYTES, idempotent_producer  # noqa: E402
 from connectors.kafka.raw_headers import Counter as LenientHeaders  # noqa: E402
 from connectors.kafka.raw_headers import is_raw  # noqa: E402
 from connectors.kafka.resets import PENDING as RESETS  # noqa: E402
+from connectors.kafka.stopping import stop_consumer  # noqa: E402
 from connectors.kafka.transactions import PartitionTransactions, Prepared  # noqa: E402
 
 __all__ = [
     "AUTHENTICATION",
     "MAX_REQUEST_BYTES",
     "RESETS",
+    "stop_consumer",
     "LenientHeaders",
     "PartitionTransactions",
     "Prepared",
@@ -40,9 +48,13 @@ __all__ = [
     "client_options",
     "describe_topics",
     "diagnose",
+    "fetch_options",
+    "gather",
     "idempotent_producer",
     "is_raw",
+    "partition_fetch_bytes",
     "principal",
+    "set_partition_fetch_bytes",
     "translate",
     "verdict",
 ]

@@ -35,3 +35,36 @@ def client_options(settings: KafkaSettings) -> dict[str, Any]:
         options["sasl_plain_username"] = settings.sasl_username
         options["sasl_plain_password"] = secret.get_secret_value() if secret else None
     return options
+
+
+#: The least a partition fetches, however many share the budget: below this a fetch
+#: returns a handful of records and the round trips, not the records, cost the time.
+MIN_PARTITION_FETCH_BYTES = 32_768
+
+
+def partition_fetch_bytes(settings: KafkaSettings, partitions: int) -> int:
+    """Bytes each of `partitions` assigned partitions may fetch at once.
+
+    The consumer holds at most one fetched response per partition, so the budget divided
+    among the assigned partitions bounds what the reader holds, whether it has 1 partition
+    or 12; `KAFKA_MAX_PARTITION_FETCH_BYTES` caps each share (a large share only helps a
+    connector that is behind, and 4 MiB already holds about 24,000 records of 150 bytes)."""
+    share = settings.fetch_budget_bytes // max(partitions, 1)
+    return min(settings.max_partition_fetch_bytes, max(MIN_PARTITION_FETCH_BYTES, share))
+
+
+def fetch_options(settings: KafkaSettings, partitions: int = 1) -> dict[str, Any]:
+    """The consumer's fetch sizes for `partitions` assigned partitions (one before any
+    assignment: its share is then the largest a partition may get)."""
+    return {
+        "fetch_max_bytes": min(settings.fetch_max_bytes, settings.fetch_budget_bytes),
+        "max_partition_fetch_bytes": partition_fetch_bytes(settings, partitions),
+    }
+
+
+def set_partition_fetch_bytes(consumer: Any, size: int) -> None:
+    """Change a started consumer's partition fetch size: aiokafka has no setter, its
+    fetcher reads the attribute each time it builds a fetch request."""
+    fetcher = getattr(consumer, "_fetcher", None)
+    if fetcher is not None and hasattr(fetcher, "_max_partition_fetch_bytes"):
+        fetcher._max_partition_fetch_bytes = size  # noqa: SLF001

@@ -7,6 +7,10 @@ classic lines for a terminal, one event per line too: line breaks inside a messa
 exception (a transform's error text, a value quoted back) are escaped, so nothing logged
 can forge a line of its own.
 
+Client libraries (aiokafka, botocore, httpx, ... `THIRD_PARTY`) log at WARNING and above
+only, unless `LOG_LEVEL=DEBUG`: their INFO lines (group joins, connections) would drown the
+connector's own.
+
 A broker outage makes aiokafka log the same error many times a second ("Unable connect to
 node ...", "Topic ... not found in cluster metadata"); its loggers are rate-limited
 (`RateLimit`): each message template at most once per 10 s per logger, and the next one let
@@ -53,6 +57,22 @@ _LINE_BREAKS = {ord(c): repr(c)[1:-1] for c in "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u20
 #: Loggers whose repeated lines are rate-limited, and how often one template may pass.
 RATE_LIMITED = ("aiokafka",)
 RATE_LIMIT_INTERVAL_S = 10.0
+#: Client libraries whose INFO lines (joins, connections, requests) would drown the
+#: connector's own: WARNING and above only, unless LOG_LEVEL=DEBUG asks for everything.
+THIRD_PARTY = (
+    "aiokafka",
+    "kafka",
+    "botocore",
+    "boto3",
+    "s3transfer",
+    "obstore",
+    "httpx",
+    "httpcore",
+    "urllib3",
+    "redis",
+    "opentelemetry",
+    "grpc",
+)
 
 
 def one_line(text: str) -> str:
@@ -113,6 +133,8 @@ def setup(level: str, connector: str, settings: LogSettings, stream: TextIO | No
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level)
+    for name in THIRD_PARTY:
+        logging.getLogger(name).setLevel(logging.NOTSET if level == "DEBUG" else logging.WARNING)
 
 
 class SaslBytesWithheld(logging.Filter):

@@ -2,16 +2,33 @@
 
 The end offset of a partition is taken when the partition is first seen assigned, so a
 topic that keeps growing does not keep a backfill running forever. Progress (done / total
-and rate) is reported about once a second.
+and rate) is reported about once a second as a line, or to a progress bar (`Shows`, on a
+terminal) ten times a second, with the final line after it.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import Protocol, runtime_checkable
 
 from connectors.core.reader import Reader
 from connectors.core.records import Batch, TopicPartition
+
+
+@runtime_checkable
+class Shows(Protocol):
+    """A report that draws the figures itself (a progress bar) rather than a line each
+    second; it still prints lines given to it (the final one)."""
+
+    def __call__(self, line: str) -> None: ...
+
+    def show(self, done: int, total: int, rate: float, partitions: int, finished: bool) -> None:
+        """Move the bar: `done` of `total` records, `rate` records/s."""
+
+
+#: Seconds between updates of a progress bar.
+BAR_EVERY_S = 0.1
 
 
 class CatchUp:
@@ -50,26 +67,33 @@ class CatchUp:
         positions = await self._reader.positions(assigned)
         finished = all(positions.get(tp, -1) >= self._targets[tp] for tp in assigned)
         now = time.monotonic()
-        if self._report is not None and (finished or now - self._last_report >= self._every_s):
+        report = self._report
+        bar = report if isinstance(report, Shows) else None
+        every = BAR_EVERY_S if bar is not None else self._every_s
+        if report is not None and (finished or now - self._last_report >= every):
             self._last_report = now
-            self._report(self._line(assigned, positions, now, finished))
+            done, total = self._counts(assigned, positions)
+            rate = done / max(now - (self._began or now), 1e-9)
+            if bar is not None:
+                bar.show(done, total, rate, len(assigned), finished)
+            if bar is None or finished:
+                report(_line(done, total, rate, len(assigned), finished))
         return finished
 
-    def _line(
-        self,
-        assigned: set[TopicPartition],
-        positions: dict[TopicPartition, int],
-        now: float,
-        finished: bool,
-    ) -> str:
+    def _counts(
+        self, assigned: set[TopicPartition], positions: dict[TopicPartition, int]
+    ) -> tuple[int, int]:
         total = sum(max(0, self._targets[tp] - self._starts.get(tp, 0)) for tp in assigned)
         done = sum(
             max(0, min(positions.get(tp, 0), self._targets[tp]) - self._starts.get(tp, 0))
             for tp in assigned
         )
-        elapsed = max(now - (self._began or now), 1e-9)
-        state = "caught up" if finished else "catching up"
-        return (
-            f"{state}: {done}/{total} records ({100.0 * done / total if total else 100.0:.0f}%), "
-            f"{done / elapsed:,.0f} records/s, {len(assigned)} partitions"
-        )
+        return done, total
+
+
+def _line(done: int, total: int, rate: float, partitions: int, finished: bool) -> str:
+    state = "caught up" if finished else "catching up"
+    return (
+        f"{state}: {done}/{total} records ({100.0 * done / total if total else 100.0:.0f}%), "
+        f"{rate:,.0f} records/s, {partitions} partitions"
+    )

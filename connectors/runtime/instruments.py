@@ -4,23 +4,57 @@
 (a lock and a dict lookup); the runner records a handful of figures per batch, so the
 series it always uses are bound here at start, and those keyed by topic, partition or
 stage are bound the first time each one is seen and kept.
+
+Every counter is created at 0 at start for the label values known then (the topics, the
+stages, the writer, the transforms): `increase()` and `rate()` see a series' first event only
+when the series existed before it. Counters labelled by a reason (retries by reason) appear
+with their first event: their reasons cannot be known in advance.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping, Sequence
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from connectors.core.errors import RetriableError
 from connectors.core.records import Batch, TopicPartition
 from connectors.observability import metrics
 
 Exemplar = dict[str, str] | None
 
+#: Every stage the runner retries (`Retrier` calls), each counted from 0.
+RETRIED_STAGES = (
+    "writer.start",
+    "dead_letters.start",
+    "reader.start",
+    "poll",
+    "transform",
+    "write",
+    "dead_letter",
+    "commit",
+)
+
+
+def retry_reason(error: RetriableError) -> str:
+    """What a retry is labelled with: the reason the error names (an HTTP status), else
+    the class of its cause (the client library's error), else its own class."""
+    if error.reason:
+        return error.reason
+    cause = error.__cause__ or error.__context__
+    return type(cause if cause is not None else error).__name__
+
 
 class Instruments:
-    def __init__(self, connector: str, writer: str) -> None:
+    def __init__(
+        self,
+        connector: str,
+        writer: str,
+        *,
+        topics: Sequence[str] = (),
+        transforms: Sequence[str] = (),
+    ) -> None:
         self.connector = connector
         stage = metrics.STAGE_SECONDS
         self.poll_seconds: Histogram = stage.labels(connector, "poll")
@@ -39,7 +73,29 @@ class Instruments:
         self._failed: dict[str, Counter] = {}
         self._dead_lettered: dict[tuple[str, str], Counter] = {}
         self._retries: dict[str, Counter] = {}
+        self._reasons: dict[tuple[str, str], Counter] = {}
         self._steps: dict[str, Histogram] = {}
+        self.records_committed = 0
+        self.last_committed: dict[TopicPartition, int] = {}
+        self._at_zero(topics, [f"transform:{name}" for name in transforms])
+
+    def _at_zero(self, topics: Sequence[str], transform_stages: list[str]) -> None:
+        """Create the counters' series known at start, at 0."""
+        connector = self.connector
+        poisoned = ["decode", *transform_stages, "write"]
+        for stage in poisoned:
+            self._failed[stage] = metrics.RECORDS_FAILED.labels(connector, stage)
+        for stage in RETRIED_STAGES:
+            self._retries[stage] = metrics.RETRIES.labels(connector, stage)
+        for topic in topics:
+            self._records_in[topic] = metrics.RECORDS_IN.labels(connector, topic)
+            metrics.OFFSET_RESETS.labels(connector, topic)
+            for stage in poisoned:
+                counter = metrics.RECORDS_DEAD_LETTERED.labels(connector, topic, stage)
+                self._dead_lettered[(topic, stage)] = counter
+        for kind in metrics.REBALANCE_KINDS:
+            metrics.REBALANCES.labels(connector, kind)
+        metrics.OFFSET_FETCH_FAILURES.labels(connector)
 
     def read(self, batch: Batch) -> None:
         """A batch arrived: its size, and its records per topic."""
@@ -82,8 +138,10 @@ class Instruments:
                         )
                     histogram.observe(max(0.0, (now_ms - record.timestamp_ms) / 1000.0))
 
-    def committed(self, offsets: Iterable[TopicPartition]) -> None:
+    def committed(self, offsets: Mapping[TopicPartition, int], records: int = 0) -> None:
         self.commits.inc()
+        self.records_committed += records
+        self.last_committed.update(offsets)
         now = time.time()
         for tp in offsets:
             gauge = self._last_commit.get(tp)
@@ -106,8 +164,16 @@ class Instruments:
             self._dead_lettered[(topic, stage)] = counter
         counter.inc()
 
-    def retried(self, stage: str) -> None:
+    def retried(self, stage: str, error: RetriableError | None = None) -> None:
         counter = self._retries.get(stage)
         if counter is None:
             counter = self._retries[stage] = metrics.RETRIES.labels(self.connector, stage)
         counter.inc()
+        if error is None:
+            return
+        key = (stage, retry_reason(error))
+        by_reason = self._reasons.get(key)
+        if by_reason is None:
+            by_reason = metrics.RETRIES_BY_REASON.labels(self.connector, *key)
+            self._reasons[key] = by_reason
+        by_reason.inc()

@@ -89,7 +89,7 @@ class Retrier:
                 # stored nothing.
                 attempt = 1 if exc.stored else attempt + 1
                 delay = self._delay(stage, attempt, exc)
-                self._instruments.retried(stage)
+                self._instruments.retried(stage, exc)
                 since = self.waiting.since if self.waiting is not None else time.monotonic()
                 self.waiting = Waiting(stage, one_line(str(exc))[:300], since)
                 _log.warning(

@@ -36,6 +36,7 @@ from connectors.kafka.dead_letters import KafkaDeadLetters
 from connectors.observability import tracing
 from connectors.observability.health.recent import Recent
 from connectors.observability.logs import Progress
+from connectors.runtime import lifecycle
 from connectors.runtime.accumulator import Accumulator
 from connectors.runtime.catch_up import CatchUp
 from connectors.runtime.instruments import Instruments
@@ -93,7 +94,12 @@ class Runner:
             required=runtime.on_error == "dlq",
         )
         self._name = runtime.connector_name
-        self._instruments = Instruments(runtime.connector_name, pipeline.writer.name)
+        self._instruments = Instruments(
+            runtime.connector_name,
+            pipeline.writer.name,
+            topics=runtime.topics,
+            transforms=pipeline.chain.names,
+        )
         self._stopping = asyncio.Event()
         self._retry = Retrier(pipeline.retry, self.reader, self._instruments, self._stopping)
         self._transforms = TransformStage(
@@ -129,28 +135,34 @@ class Runner:
         wait, at start too, ends it normally."""
         retry = self._retry
         self._transforms.start()
-        try:
+        with lifecycle.running(self._instruments, self._stopping, self._caught_up):
             try:
-                await retry("writer.start", self.writer.start, keepalive=False)
-                await retry("dead_letters.start", self.dead_letters.start, keepalive=False)
-                start = partial(self.reader.start, self._on_revoke)
-                await retry("reader.start", start, keepalive=False)
                 try:
-                    await self._loop()
+                    await retry("writer.start", self.writer.start, keepalive=False)
+                    await retry("dead_letters.start", self.dead_letters.start, keepalive=False)
+                    start = partial(self.reader.start, self._on_revoke)
+                    await retry("reader.start", start, keepalive=False)
+                    lifecycle.started(self.pipeline)
+                    try:
+                        await self._loop()
+                    finally:
+                        await self.reader.close()
                 finally:
-                    await self.reader.close()
-            finally:
-                await self.dead_letters.close()
-                await self.writer.close()
-                await self._transforms.close()
-        except Abandoned as stopped:
-            _log.info("stopped while %s was retried; nothing of it committed", stopped)
+                    await self.dead_letters.close()
+                    await self.writer.close()
+                    await self._transforms.close()
+            except Abandoned as stopped:
+                _log.info("stopped while %s was retried; nothing of it committed", stopped)
+
+    def _caught_up(self) -> bool:
+        return self._catch_up is not None
 
     async def _on_revoke(self, partitions: list[TopicPartition]) -> None:
         # Holding the lock means no batch is between write and commit; what was accumulated
         # for a large object is written and committed before the partitions go.
         async with self._in_flight:
-            _log.info("partitions revoked: %s", partitions)
+            if partitions:
+                _log.info("partitions revoked: %s", partitions)
             await self._flush()
             if self._committer is not None:
                 await self._committer.revoked(partitions)
@@ -200,7 +212,7 @@ class Runner:
         commit = self.reader.commit if self._committer is None else self._committer.commit
         with self._stage("commit", trace, meter.commit_seconds):
             await self._retry("commit", partial(commit, offsets), keepalive=True)
-        meter.committed(offsets)
+        meter.committed(offsets, len(batch))
         self._progress.count(len(batch))
         self.recent.processed(len(batch))
 

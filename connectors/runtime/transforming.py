@@ -32,26 +32,35 @@ __all__ = ["TransformMeters", "TransformStage"]
 class TransformMeters:
     """The transform metrics of one connector, label sets bound on first use."""
 
-    def __init__(self, connector: str) -> None:
+    def __init__(self, connector: str, transforms: Sequence[str] = ()) -> None:
         self.connector = connector
         self.cache_hits: Counter = metrics.TRANSFORM_CACHE_HITS.labels(connector)
         self.cache_misses: Counter = metrics.TRANSFORM_CACHE_MISSES.labels(connector)
-        self._dropped: dict[str, Counter] = {}
+        self._dropped: dict[str, tuple[Counter, Counter]] = {}
         self._retries: dict[tuple[str, str], Counter] = {}
         self._in_flight: dict[str, Gauge] = {}
+        for name in transforms:  # at 0 from the start, so increase() sees the first drop
+            self._counters(name)
+
+    def _counters(self, name: str) -> tuple[Counter, Counter]:
+        """`connector_records_dropped_total` and its older name, the same count."""
+        counters = self._dropped.get(name)
+        if counters is None:
+            counters = self._dropped[name] = (
+                metrics.RECORDS_DROPPED.labels(self.connector, name),
+                metrics.TRANSFORM_DROPPED.labels(self.connector, name),
+            )
+        return counters
 
     def dropped(self, counts: dict[str, int] | None) -> None:
         for name, count in (counts or {}).items():
-            counter = self._dropped.get(name)
-            if counter is None:
-                counter = metrics.TRANSFORM_DROPPED.labels(self.connector, name)
-                self._dropped[name] = counter
-            counter.inc(count)
+            for counter in self._counters(name):
+                counter.inc(count)
 
     def retried(self, error: RetriableError) -> None:
         name, reason = "", "retriable"
         if isinstance(error, TransformRetriable):
-            name, reason = error.transform, error.reason
+            name, reason = error.transform, error.reason or reason
         counter = self._retries.get((name, reason))
         if counter is None:
             counter = metrics.TRANSFORM_RETRIES.labels(self.connector, name, reason)
@@ -77,7 +86,7 @@ class TransformStage:
     ) -> None:
         self.chain = chain
         self.settings = settings
-        self.meters = TransformMeters(connector)
+        self.meters = TransformMeters(connector, chain.names)
         self._retry = retry
         self._trace: tracing.BatchTrace = tracing.BatchTrace()
 

@@ -452,7 +452,8 @@ def test_connector_run_serves_the_probes_and_logs_json_with_progress(
         status, ready = http_get(f"http://127.0.0.1:{port}/readyz")
         assert status == 200 and ready["assigned_partitions"] == 2
         status, text = http_get(f"http://127.0.0.1:{port}/metrics")
-        assert f'connector_build_info{{connector="{name}"' in text
+        build = [line for line in text.splitlines() if line.startswith("connector_build_info{")]
+        assert build and f'connector="{name}"' in build[0]
 
         def progress() -> list[dict[str, Any]]:
             found = [

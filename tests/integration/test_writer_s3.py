@@ -434,6 +434,6 @@ def test_config_check_shows_no_secret(s3: S3ProxyServer, unique: str, tmp_path: 
     )
     checked = run_connector("check", env=env)
     assert checked.returncode == 0, checked.stderr
-    assert f"S3_BUCKET={BUCKET} S3_PREFIX='logs'" in checked.stdout
+    assert f"  S3_BUCKET={BUCKET}\n  S3_PREFIX=logs\n" in checked.stdout
     assert "S3_REGION=auto" in checked.stdout
     assert s3.secret_key not in checked.stdout + checked.stderr

@@ -287,7 +287,8 @@ class HttpWriter:
         )
         if code in (408, 429) or code >= 500:
             self._last_failure = what
-            raise RetriableError(what, retry_after(response.headers.get("Retry-After")))
+            retry = retry_after(response.headers.get("Retry-After"))
+            raise RetriableError(what, retry, reason=f"http_{code}")
         if 300 <= code < 400:
             moved = response.headers.get("Location", "?")
             raise FatalError(f"{what}; redirects are not followed, set HTTP_URL to {moved}")

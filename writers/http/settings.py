@@ -212,18 +212,16 @@ class HTTPSettings(Settings):
     def header_pairs(self) -> list[tuple[str, str]]:
         return parse_headers(self.headers.get_secret_value())
 
-    def describe(self) -> str:
+    def shown_values(self) -> dict[str, str]:
+        """Header names with their values masked, the URL's query tokens masked, and what
+        an unset variable stands for."""
         names = "; ".join(f"{name}: *****" for name, _ in self.header_pairs())
-        return (
-            f"HTTP_URL={mask_query(self.url)} HTTP_METHOD={self.method} "
-            f"HTTP_DELETE_METHOD={self.delete_method or '(HTTP_METHOD, as a document)'} "
-            f"HTTP_ENVELOPE={str(self.envelope).lower()} HTTP_HEADERS={names!r} "
-            f"HTTP_BATCH={str(self.batch).lower()} "
-            f"HTTP_BATCH_MAX_MESSAGES={self.batch_max_messages} HTTP_FORMAT={self.format} "
-            f"HTTP_TIMEOUT_S={self.timeout_s:g} HTTP_VERIFY_TLS={str(self.verify_tls).lower()} "
-            f"HTTP_CA_FILE={self.ca_file or '(system)'} "
-            f"HTTP_MAX_CONCURRENCY={self.concurrency} "
-            f"HTTP_MAX_REQUESTS_PER_S={self.max_requests_per_s:g} "
-            f"HTTP_IDEMPOTENCY_HEADER={self.idempotency_header} "
-            f"HTTP_FATAL_STATUSES={','.join(map(str, self.fatal_statuses))}"
-        )
+        return {
+            "HTTP_URL": mask_query(self.url),
+            "HTTP_HEADERS": names or "unset",
+            "HTTP_DELETE_METHOD": self.delete_method or "unset -> HTTP_METHOD, as a document",
+            "HTTP_CA_FILE": self.ca_file or "unset -> the system's CAs",
+            "HTTP_MAX_CONCURRENCY": str(self.max_concurrency)
+            if self.max_concurrency
+            else f"unset -> HTTP_MAX_IN_FLIGHT ({self.concurrency})",
+        }

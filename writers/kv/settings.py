@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
-from connectors import Settings, encoding_hint, mask_url
+from connectors import Settings, encoding_hint
 
 DEFAULT_URL = "lmdb:./.local/kv"
 #: LMDB refuses keys longer than 511 bytes (MDB_MAXKEYSIZE); the prefix leaves room for keys.
@@ -81,13 +81,6 @@ class KVSettings(Settings):
     @property
     def scheme(self) -> str:
         return self.url.split(":", 1)[0].lower()
-
-    def describe(self) -> str:
-        return (
-            f"KV_URL={mask_url(self.url)} KV_MAP_SIZE_MB={self.map_size_mb} "
-            f"KV_SYNC={str(self.sync).lower()} KV_KEY_PREFIX={self.key_prefix!r} "
-            f"KV_REPLAY_GUARD_KEYS={self.replay_guard_keys}"
-        )
 
 
 _SCHEME = re.compile(r"[a-z][a-z0-9+.-]{0,30}")

@@ -136,16 +136,15 @@ class S3Settings(Settings):
             return self.endpoint_url is None
         return self.addressing_style == "virtual"
 
-    def describe(self) -> str:
-        endpoint = mask_url(self.endpoint_url) if self.endpoint_url else "(AWS)"
-        return (
-            f"S3_BUCKET={self.bucket} S3_PREFIX={self.prefix!r} S3_ENDPOINT_URL={endpoint} "
-            f"S3_REGION={self.region or '(AWS_REGION)'} "
-            f"S3_ADDRESSING_STYLE={'virtual' if self.virtual_hosted else 'path'} "
-            f"S3_FORMAT={self.format} S3_COMPRESSION={self.compression} "
-            f"S3_PARTITION_BY={self.partition_by} S3_KEY_TEMPLATE={self.key_template or ''!r} "
-            f"S3_TIME_FIELD={self.time_field or '(record timestamp)'} "
-            f"S3_OBJECT_MAX_BYTES={self.object_max_bytes} "
-            f"S3_FLUSH_INTERVAL_S={self.flush_interval_s:g} S3_PART_BYTES={self.part_bytes} "
-            f"S3_UPLOAD_CONCURRENCY={self.upload_concurrency} S3_TIMEOUT_S={self.timeout_s:g}"
-        )
+    def shown_values(self) -> dict[str, str]:
+        """What an unset or `auto` variable stands for; the endpoint's password masked."""
+        style = "virtual" if self.virtual_hosted else "path"
+        return {
+            "S3_ENDPOINT_URL": mask_url(self.endpoint_url) if self.endpoint_url else "unset -> AWS",
+            "S3_REGION": self.region or "unset -> AWS_REGION",
+            "S3_ADDRESSING_STYLE": f"{self.addressing_style} -> {style}"
+            if self.addressing_style == "auto"
+            else style,
+            "S3_KEY_TEMPLATE": self.key_template or f"unset -> {self.template.text}",
+            "S3_TIME_FIELD": self.time_field or "unset -> the record's timestamp",
+        }

@@ -1,0 +1,109 @@
+"""Batches as large as the backlog allows, on a real broker.
+
+A connector that is behind gets full batches of `BATCH_MAX_MESSAGES`, whatever a fetch
+holds (here a fetch holds about 1,500 records, a batch 4,000: each batch is completed by
+further fetches, never a fetch split into a large batch and a small remainder); one that is
+caught up gets what arrived without waiting for a batch to fill; each assigned partition
+fetches its share of `KAFKA_FETCH_BUDGET_BYTES`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from typing import Any
+
+import pytest
+
+from connectors.config.settings import KafkaSettings
+from connectors.core.reader import ReaderContext
+from harness.kafka import KafkaBroker, create_topic
+from harness.kcat import produce
+from readers.kafka import KafkaReader
+
+pytestmark = pytest.mark.integration
+
+VALUE = b"v" * 150
+
+
+async def _revoked(_: Any) -> None:
+    return None
+
+
+def _reader(bootstrap: str, topic: str, most: int, **kafka: Any) -> KafkaReader:
+    context = ReaderContext(
+        connector_name=f"g-{uuid.uuid4().hex[:8]}",
+        topics=(topic,),
+        batch_max_messages=most,
+        batch_max_wait_ms=1000,
+    )
+    settings = KafkaSettings.model_validate({"bootstrap_servers": bootstrap, **kafka})
+    return KafkaReader(settings, context)
+
+
+async def _sizes(reader: KafkaReader, total: int) -> list[int]:
+    sizes: list[int] = []
+    await reader.start(_revoked)
+    try:
+        deadline = time.monotonic() + 60
+        while sum(sizes) < total and time.monotonic() < deadline:
+            batch = await reader.batch()
+            if batch.records:
+                sizes.append(len(batch.records))
+                offsets = [r.offset for r in batch.records]
+                assert offsets == list(range(offsets[0], offsets[0] + len(offsets)))
+    finally:
+        await reader.close()
+    return sizes
+
+
+def test_a_backlog_is_read_in_full_batches(kafka: KafkaBroker) -> None:
+    topic = f"batches-{uuid.uuid4().hex[:8]}"
+    create_topic(kafka.bootstrap, topic, partitions=1)
+    produce(kafka.bootstrap, topic, ((0, b"k%d" % n, VALUE) for n in range(20_000)))
+    reader = _reader(kafka.bootstrap, topic, 4000, max_partition_fetch_bytes=262_144)
+    sizes = asyncio.run(_sizes(reader, 20_000))
+    assert sum(sizes) == 20_000
+    assert sizes == [4000] * 5, sizes  # a 256 KiB fetch holds about 1,500 of these
+
+
+def test_a_caught_up_reader_does_not_wait_for_a_full_batch(kafka: KafkaBroker) -> None:
+    topic = f"batches-{uuid.uuid4().hex[:8]}"
+    create_topic(kafka.bootstrap, topic, partitions=1)
+    produce(kafka.bootstrap, topic, ((0, b"k%d" % n, VALUE) for n in range(10)))
+    reader = _reader(kafka.bootstrap, topic, 4000)
+
+    async def timed() -> tuple[int, float]:
+        await reader.start(_revoked)
+        try:
+            while True:
+                started = time.monotonic()
+                batch = await reader.batch()
+                if batch.records:
+                    return len(batch.records), time.monotonic() - started
+        finally:
+            await reader.close()
+
+    count, seconds = asyncio.run(timed())
+    assert count == 10
+    assert seconds < 0.9  # BATCH_MAX_WAIT_MS is 1000: the batch did not wait to fill
+
+
+def test_each_partition_fetches_its_share_of_the_budget(kafka: KafkaBroker) -> None:
+    topic = f"budget-{uuid.uuid4().hex[:8]}"
+    create_topic(kafka.bootstrap, topic, partitions=8)
+    produce(kafka.bootstrap, topic, ((n % 8, b"k%d" % n, VALUE) for n in range(800)))
+    reader = _reader(kafka.bootstrap, topic, 1000, fetch_budget_bytes=4_194_304)
+
+    async def share() -> int:
+        await reader.start(_revoked)
+        try:
+            read = 0
+            while read < 800:
+                read += len((await reader.batch()).records)
+            return int(reader.consumer._fetcher._max_partition_fetch_bytes)  # noqa: SLF001
+        finally:
+            await reader.close()
+
+    assert asyncio.run(share()) == 4_194_304 // 8

@@ -1,0 +1,51 @@
+"""Fetch sizes derived from one budget: bounded memory with 1 partition or 100."""
+
+from __future__ import annotations
+
+import pytest
+
+from connectors.cli.main import main
+from connectors.config.settings import KafkaSettings
+from connectors.kafka.options import MIN_PARTITION_FETCH_BYTES, fetch_options, partition_fetch_bytes
+from tests.unit.test_config import environ
+
+MIB = 1024 * 1024
+
+
+def settings(**values: int) -> KafkaSettings:
+    return KafkaSettings.model_validate(values)
+
+
+def test_defaults_give_one_partition_4_mib_and_share_8_mib_among_many() -> None:
+    s = settings()
+    assert partition_fetch_bytes(s, 1) == 4 * MIB  # capped by KAFKA_MAX_PARTITION_FETCH_BYTES
+    assert partition_fetch_bytes(s, 2) == 4 * MIB
+    assert partition_fetch_bytes(s, 6) == 8 * MIB // 6
+    assert partition_fetch_bytes(s, 12) * 12 <= 8 * MIB
+    assert fetch_options(s)["fetch_max_bytes"] == 8 * MIB  # never more than the budget
+
+
+def test_many_partitions_still_fetch_something() -> None:
+    assert partition_fetch_bytes(settings(), 100_000) == MIN_PARTITION_FETCH_BYTES
+    assert partition_fetch_bytes(settings(), 0) == 4 * MIB
+
+
+def test_a_cap_below_the_floor_is_kept() -> None:
+    assert partition_fetch_bytes(settings(max_partition_fetch_bytes=16_384), 1) == 16_384
+    assert partition_fetch_bytes(settings(max_partition_fetch_bytes=16_384), 1000) == 16_384
+
+
+def test_the_cap_and_the_budget_are_settable() -> None:
+    s = settings(max_partition_fetch_bytes=MIB, fetch_budget_bytes=64 * MIB)
+    assert partition_fetch_bytes(s, 4) == MIB
+    assert fetch_options(s) == {"fetch_max_bytes": 50 * MIB, "max_partition_fetch_bytes": MIB}
+
+
+@pytest.mark.parametrize("value", ["1024", "-1", "2147483648", "lots"])
+def test_a_budget_out_of_range_exits_2_naming_it(
+    value: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["check"], environ({"KAFKA_FETCH_BUDGET_BYTES": value}))
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert err.startswith("config error: KAFKA_FETCH_BUDGET_BYTES"), err
