@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from connectors.cli import check, config_table, kv, produce, supervisor, topics, workers
 from connectors.cli import dlq as replay
 from connectors.cli import new as scaffold
+from connectors.cli import status as group_status
 from connectors.config.observability import HealthSettings
 from connectors.config.pipeline import Pipeline, resolve
 from connectors.core.errors import ConfigError, ConnectorError, FatalError
@@ -119,6 +120,7 @@ def parser() -> argparse.ArgumentParser:
     replay.add_parser(sub)
     scaffold.add_parser(sub)
     topics.add_parser(sub)
+    group_status.add_parser(sub)
     config_table.add_parser(sub)
     return top
 

@@ -34,6 +34,7 @@ from connectors.core.transform import Decoded, exhausted
 from connectors.core.writer import Writer, WriterContext, flush_policy, offset_committer
 from connectors.kafka.dead_letters import KafkaDeadLetters
 from connectors.observability import tracing
+from connectors.observability.health.recent import Recent
 from connectors.observability.logs import Progress
 from connectors.runtime import lifecycle
 from connectors.runtime.accumulator import Accumulator
@@ -111,6 +112,7 @@ class Runner:
         self._in_flight = asyncio.Lock()
         self._progress = progress or Progress(runtime.connector_name, 0)
         self._activity: tuple[str | None, float] = (None, time.monotonic())
+        self.recent = Recent()  # records/s and the last dead letters, for the status page
 
     def stop(self) -> None:
         """Ask the loop to finish the batch in flight and leave; call it on the loop."""
@@ -212,6 +214,7 @@ class Runner:
             await self._retry("commit", partial(commit, offsets), keepalive=True)
         meter.committed(offsets, len(batch))
         self._progress.count(len(batch))
+        self.recent.processed(len(batch))
 
     @contextmanager
     def _stage(
@@ -281,6 +284,7 @@ class Runner:
         await self._retry("dead_letter", partial(self.dead_letters.send, letters), keepalive=True)
         for letter in letters:
             self._instruments.dead_lettered(letter.record.topic, letter.stage)
+        self.recent.dead_lettered(letters)
 
     async def _transform(
         self, batch: Batch, trace: tracing.BatchTrace

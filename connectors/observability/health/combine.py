@@ -18,6 +18,8 @@ kubelet see one connector whatever N is, with the same endpoints and fields as o
   passed; a worker that holds no partition is ready too); `assigned_partitions` summed.
 - `/livez`: live when every worker answered live; the longest wedged and blocked stages
   named with their worker.
+- `/status.json` (the status page's figures): records and records/s summed, the dead
+  letters of all workers, newest first, the page's number of them kept.
 
 A worker that does not answer makes the pod unhealthy, not ready and not live: a hole in
 the pod must show.
@@ -34,8 +36,9 @@ from prometheus_client.openmetrics.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
 from connectors.observability.health.judge import HEALTHY
+from connectors.observability.health.recent import KEEP
 
-__all__ = ["Answer", "healthz", "livez", "metrics", "readyz"]
+__all__ = ["Answer", "healthz", "livez", "metrics", "readyz", "status"]
 
 _SUMMED_TYPES = frozenset({"counter", "histogram", "summary", "gaugehistogram"})
 
@@ -193,3 +196,27 @@ def livez(answers: Sequence[Answer]) -> tuple[int, dict[str, Any]]:
     if not live:
         body["error"] = "; ".join(problems) or "no worker is running"
     return (200 if live else 503), body
+
+
+def status(
+    answers: Sequence[Answer], connector: str, group: str, keep: int = KEEP
+) -> dict[str, Any]:
+    """The pod's `/status.json` from each worker's: they run the same pipeline."""
+    pipeline: dict[str, Any] = {}
+    records, rate = 0, 0.0
+    letters: list[dict[str, Any]] = []
+    for answer in answers:
+        body = answer.body if answer.status == 200 else {}
+        pipeline = pipeline or body.get("pipeline") or {}
+        records += int(body.get("records") or 0)
+        rate += float(body.get("records_per_s") or 0.0)
+        letters.extend(body.get("dead_letters") or [])
+    letters.sort(key=lambda letter: float(letter.get("at") or 0.0), reverse=True)
+    return {
+        "connector": connector,
+        "group": group,
+        "pipeline": pipeline,
+        "records": records,
+        "records_per_s": round(rate, 1),
+        "dead_letters": letters[:keep],
+    }

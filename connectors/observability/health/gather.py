@@ -26,12 +26,12 @@ from prometheus_client.metrics_core import Metric
 
 from connectors.config.observability import HealthSettings
 from connectors.core.errors import FatalError
-from connectors.observability.health import combine
+from connectors.observability.health import combine, page
 from connectors.observability.health.server import Answer, answer, cannot_listen
 
 __all__ = ["Member", "WorkersServer"]
 
-_ENDPOINTS = ("/metrics", "/livez", "/readyz", "/healthz")
+_ENDPOINTS = ("/metrics", "/livez", "/readyz", "/healthz", "/", "/status.json")
 _OPENMETRICS = "application/openmetrics-text; version=1.0.0; charset=utf-8"
 
 
@@ -191,6 +191,18 @@ class WorkersServer:
         encoder, content_type = choose_encoder(accept)
         return 200, content_type, encoder(registry)
 
+    async def _healthz(self) -> tuple[int, dict[str, Any]]:
+        answers = await self._gather("/healthz")
+        stuck_after_s = max(
+            [float(a.body["stuck_after_s"]) for a in answers if "stuck_after_s" in a.body]
+            or [self._settings.stuck_after_s]
+        )
+        return combine.healthz(answers, self._connector, self._group, stuck_after_s)
+
+    async def _status(self) -> dict[str, Any]:
+        answers = await self._gather("/status.json")
+        return combine.status(answers, self._connector, self._group)
+
     async def _respond(self, method: str, path: str, accept: str) -> Answer:
         if path not in _ENDPOINTS:
             return _json(404, {"error": "not found", "endpoints": list(_ENDPOINTS)})
@@ -199,15 +211,16 @@ class WorkersServer:
         try:
             if path == "/metrics":
                 return await self._metrics(accept)
+            if path == "/status.json":
+                return _json(200, await self._status())
+            if path == "/":
+                (_, health), status = await asyncio.gather(self._healthz(), self._status())
+                return 200, "text/html; charset=utf-8", page.render(health, status)
+            if path == "/healthz":
+                return _json(*await self._healthz())
             answers = await self._gather(path)
             if path == "/livez":
                 return _json(*combine.livez(answers))
-            if path == "/readyz":
-                return _json(*combine.readyz(answers))
-            stuck_after_s = max(
-                [float(a.body["stuck_after_s"]) for a in answers if "stuck_after_s" in a.body]
-                or [self._settings.stuck_after_s]
-            )
-            return _json(*combine.healthz(answers, self._connector, self._group, stuck_after_s))
+            return _json(*combine.readyz(answers))
         except Exception as exc:  # noqa: BLE001 - a probe answers 500, the server lives on
             return _json(500, {"error": f"{type(exc).__name__}: {exc}"})

@@ -1,4 +1,5 @@
-"""`/metrics`, `/livez`, `/readyz` and `/healthz` over HTTP on METRICS_PORT.
+"""`/metrics`, `/livez`, `/readyz` and `/healthz` over HTTP on METRICS_PORT, and the
+status page (`/`, with its `/status.json`).
 
 Why a thread and an event loop of its own: a transform that hogs the pipeline's loop, or a
 write that never returns, must not also silence the endpoints that would reveal it. The
@@ -32,6 +33,7 @@ from connectors.config.observability import HealthSettings
 from connectors.core.errors import FatalError
 from connectors.kafka.offsets import BrokerOffsets
 from connectors.observability import metrics
+from connectors.observability.health import page
 from connectors.observability.health.check import ConsumerCheck
 from connectors.observability.health.judge import blocked
 from connectors.observability.health.status import PipelineStatus
@@ -46,8 +48,9 @@ _PHRASES = {
     500: "Internal Server Error",
     503: "Service Unavailable",
 }
-_ENDPOINTS = ("/metrics", "/livez", "/readyz", "/healthz")
+_ENDPOINTS = ("/metrics", "/livez", "/readyz", "/healthz", "/", "/status.json")
 _JSON = "application/json"
+_HTML = "text/html; charset=utf-8"
 Answer = tuple[int, str, bytes]
 
 
@@ -244,6 +247,11 @@ class HealthServer:
                 return await self._livez()
             if path == "/readyz":
                 return await self._readyz()
+            if path == "/status.json":
+                return _json(200, self._page_status())
+            if path == "/":
+                _, health = await self._health()
+                return 200, _HTML, page.render(health, self._page_status())
             return await self._healthz()
         except Exception as exc:  # noqa: BLE001 - a probe answers 500, the server lives on
             _log.exception("%s failed", path)
@@ -285,7 +293,21 @@ class HealthServer:
         }
         return _json(200 if ready else 503, body)
 
+    def _page_status(self) -> dict[str, Any]:
+        """`/status.json`: the pipeline, records processed, records/s, the last dead letters."""
+        status = self._status
+        return {
+            "connector": status.connector,
+            "group": status.group_id,
+            "pipeline": status.outline,
+            **status.recent(),
+        }
+
     async def _healthz(self) -> Answer:
+        healthy, body = await self._health()
+        return _json(200 if healthy else 503, body)
+
+    async def _health(self) -> tuple[bool, dict[str, Any]]:
         assert self._check is not None  # noqa: S101 - set before the server listens
         report = await self._check.run()
         body = {
@@ -298,4 +320,4 @@ class HealthServer:
             "wedged": None if report.wedged is None else report.wedged.as_dict(),
             "blocked": None if report.blocked is None else report.blocked.as_dict(),
         }
-        return _json(200 if report.healthy else 503, body)
+        return report.healthy, body

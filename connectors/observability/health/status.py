@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from connectors.config.pipeline import Pipeline
 from connectors.config.settings import KafkaSettings
@@ -20,8 +20,9 @@ from connectors.core.reader import Reader
 from connectors.core.records import TopicPartition
 from connectors.core.writer import Writer, flush_policy
 from connectors.observability.health.judge import Waiting
+from connectors.observability.health.recent import Recent
 
-__all__ = ["Activity", "PipelineStatus", "Running", "RunnerStatus"]
+__all__ = ["Activity", "PipelineStatus", "Running", "RunnerStatus", "outline"]
 
 _log = logging.getLogger("connectors.observability.health")
 T = TypeVar("T")
@@ -70,6 +71,29 @@ class PipelineStatus(Protocol):
 
     async def writer_check(self) -> None: ...
 
+    @property
+    def outline(self) -> dict[str, Any]:
+        """The pipeline for the status page: topics with their types, the transforms,
+        the writer (`outline()`)."""
+
+    def recent(self) -> dict[str, Any]:
+        """Records processed, records/s and the last dead letters (`Recent.snapshot`);
+        from the health server's thread."""
+
+
+def outline(pipeline: Pipeline) -> dict[str, Any]:
+    """What the status page draws: topics -> types -> transforms -> writer."""
+    steps = zip(pipeline.chain.names, pipeline.chain.kinds, strict=True)
+    return {
+        "reader": pipeline.reader.name,
+        "topics": [
+            {"topic": topic, "type": schema.type_name} for topic, schema in pipeline.schemas.items()
+        ],
+        "transforms": [{"name": name, "kind": kind} for name, kind in steps],
+        "writer": pipeline.writer.name,
+        "dead_letters": pipeline.dlq_topic if pipeline.runtime.on_error == "dlq" else None,
+    }
+
 
 class Running(Protocol):
     """What `RunnerStatus.of` takes from the runner (`connectors.runtime.runner.Runner`),
@@ -89,6 +113,10 @@ class Running(Protocol):
 
     def blocked(self) -> Waiting | None:
         """Safe to call from any thread, as `activity`."""
+
+    @property
+    def recent(self) -> Recent:
+        """Safe to read from any thread."""
 
 
 class RunnerStatus:
@@ -114,6 +142,7 @@ class RunnerStatus:
         self.kafka = pipeline.kafka
         policy = flush_policy(runner.writer)
         self.commit_interval_s = policy.max_interval_s if policy is not None else 0.0
+        self.outline = outline(pipeline)
 
     @classmethod
     def of(cls, runner: Running, timeout_s: float = 5.0) -> RunnerStatus:
@@ -125,6 +154,9 @@ class RunnerStatus:
 
     def blocked(self) -> Waiting | None:
         return self._runner.blocked()
+
+    def recent(self) -> dict[str, Any]:
+        return self._runner.recent.snapshot()
 
     async def _on_pipeline(self, call: Callable[[], Awaitable[T]]) -> T:
         async def run() -> T:
