@@ -47,7 +47,7 @@ _STAGE_BUCKETS = (
     10.0,
     30.0,
 )
-_SIZE_BUCKETS = (1, 5, 10, 50, 100, 250, 500, 1000, 2500, 5000, 10000)
+_SIZE_BUCKETS = (1, 5, 10, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 20000, 50000, 100000)
 # From "just produced" to "a day late": an age histogram is read against an SLA in minutes.
 _AGE_BUCKETS = (
     0.05,
