@@ -17,6 +17,7 @@ from pydantic_settings import BaseSettings
 
 from connectors.config.catalog.bind import bind_catalog
 from connectors.config.observability import HealthSettings, LogSettings, TracingSettings
+from connectors.config.output_fields import check_output_fields
 from connectors.config.schemas import (
     TopicSchema,
     TopicSchemas,
@@ -100,7 +101,6 @@ def resolve(environ: Mapping[str, str]) -> Pipeline:
     topics_known = True
     if runtime is None:
         runtime, topics_known = _partial_runtime(environ, problems)
-
     _import("TRANSFORM_MODULES", runtime.transform_modules, problems)
     reader = _lookup(READERS, "READER", runtime.reader, problems)
     writer = _lookup(WRITERS, "WRITER", runtime.writer, problems)
@@ -112,6 +112,7 @@ def resolve(environ: Mapping[str, str]) -> Pipeline:
     writer_settings = load(writer.settings, environ, problems) if writer else None
     chain = _chain(runtime, problems)
     schemas = _schemas(runtime, problems) if topics_known else None
+    check_output_fields(writer, writer_settings, chain, schemas, problems)
 
     if (
         problems

@@ -136,6 +136,10 @@ class WriterPlugin:
     settings: type[BaseSettings]
     build: Any  # Callable[[<settings>, WriterContext], Writer]
     open_view: Any = None  # Callable[[<settings>], KeyValueView] | None
+    #: Callable[[<settings>], Mapping[str, Sequence[str]]] | None: the output fields the
+    #: settings read, as dotted paths by variable (`HTTP_URL` -> `user_id`), so that a field
+    #: the output type does not have is a configuration error where the type is known.
+    value_fields: Any = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,6 +17,13 @@ def build(settings: HTTPSettings, context: WriterContext) -> Writer:
     return HttpWriter(settings, context)
 
 
-PLUGIN = WriterPlugin(name="http", settings=HTTPSettings, build=build)
+def value_fields(settings: HTTPSettings) -> dict[str, list[str]]:
+    """The output fields `HTTP_URL` routes by (`{value.user_id}` -> `user_id`)."""
+    from writers.http.routing import parse
+
+    return {"HTTP_URL": [".".join(path) for path in parse(settings.url).value_fields]}
+
+
+PLUGIN = WriterPlugin(name="http", settings=HTTPSettings, build=build, value_fields=value_fields)
 
 __all__ = ["PLUGIN", "HTTPSettings", "build"]

@@ -22,6 +22,14 @@ def build(settings: S3Settings, context: WriterContext) -> Writer:
     return S3Writer(settings, context)
 
 
-PLUGIN = WriterPlugin(name="s3", settings=S3Settings, build=build)
+def value_fields(settings: S3Settings) -> dict[str, list[str]]:
+    """The output fields the key template routes by, and the event-time field."""
+    fields: dict[str, list[str]] = {"S3_KEY_TEMPLATE": settings.template.value_fields}
+    if settings.time_field:
+        fields["S3_TIME_FIELD"] = [settings.time_field]
+    return fields
+
+
+PLUGIN = WriterPlugin(name="s3", settings=S3Settings, build=build, value_fields=value_fields)
 
 __all__ = ["PLUGIN", "S3Settings", "build"]

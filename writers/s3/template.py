@@ -123,6 +123,8 @@ class KeyTemplate:
         self.uses_time = any(name in TIME_FIELDS for name in names)
         self.uses_values = any(name.startswith("value.") for name in names)
         self._named = [p.name for p in self._parts if p.name and not p.name.endswith("_offset")]
+        #: The output fields routed by, as dotted paths (`{value.a.b}` -> `a.b`).
+        self.value_fields = [n.removeprefix("value.") for n in names if n.startswith("value.")]
         self._routes: dict[tuple[str, ...], Route] = {}
 
     def route(self, prefix: str, extension: str, fields: dict[str, str], document: Any) -> Route:
