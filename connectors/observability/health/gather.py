@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -25,9 +24,9 @@ from prometheus_client.exposition import choose_encoder
 from prometheus_client.metrics_core import Metric
 
 from connectors.config.observability import HealthSettings
-from connectors.core.errors import FatalError
 from connectors.observability.health import combine, page
-from connectors.observability.health.server import Answer, answer, cannot_listen
+from connectors.observability.health.server import Answer, answer
+from connectors.observability.health.serving import ThreadedServer
 
 __all__ = ["Member", "WorkersServer"]
 
@@ -81,7 +80,7 @@ async def _get(port: int, path: str, accept: str, timeout_s: float) -> tuple[int
     return await asyncio.wait_for(call(), timeout_s)
 
 
-class WorkersServer:
+class WorkersServer(ThreadedServer):
     """`/metrics` and the three probes on METRICS_PORT, combined from the workers'.
 
     `members()` says who the workers are now; it is called from this server's thread.
@@ -97,65 +96,23 @@ class WorkersServer:
         host: str,
         settings: HealthSettings,
     ) -> None:
+        super().__init__(host, port)
         self._members = members
         self._connector = connector
         self._group = group
-        self._host = host
-        self._requested_port = port
         self._settings = settings
         # A worker's /healthz makes two bounded calls (its pipeline, then the brokers).
         self._timeout_s = 2 * settings.timeout_s + 1.0
-        self._thread: threading.Thread | None = None
-        self._ready = threading.Event()
-        self._error: BaseException | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._stopping: asyncio.Event | None = None
-        self._port = 0
-
-    @property
-    def port(self) -> int:
-        return self._port
-
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._serve, name="health-server", daemon=True)
-        self._thread.start()
-        if not self._ready.wait(timeout=30):
-            raise FatalError(
-                f"METRICS_HOST={self._host!r}: the health server did not listen within 30 s"
-            )
-        if self._error is not None:
-            raise self._error
-
-    def stop(self, timeout: float = 10.0) -> None:
-        loop, stopping, thread = self._loop, self._stopping, self._thread
-        if loop is not None and stopping is not None and not loop.is_closed():
-            with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(stopping.set)
-        if thread is not None:
-            thread.join(timeout)
-
-    def _serve(self) -> None:
-        try:
-            asyncio.run(self._main())
-        except BaseException as exc:  # noqa: BLE001 - reported to start(), not lost in a thread
-            self._error = exc
-            self._ready.set()
 
     async def _main(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._stopping = asyncio.Event()
+        assert self._stopping is not None  # noqa: S101 - set by ThreadedServer._run
 
         async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             await answer(reader, writer, self._respond, self._timeout_s)
 
-        try:
-            server = await asyncio.start_server(handle, self._host, self._requested_port)
-        except (OSError, ValueError) as exc:
-            self._error = cannot_listen(exc, self._host, self._requested_port)
-            self._ready.set()
+        server = await self._listen(handle)
+        if server is None:
             return
-        self._port = int(server.sockets[0].getsockname()[1])
-        self._ready.set()
         async with server:
             await self._stopping.wait()
 

@@ -17,11 +17,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import json
 import logging
-import socket
-import threading
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -30,12 +27,12 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 
 from connectors.config.observability import HealthSettings
-from connectors.core.errors import FatalError
 from connectors.kafka.offsets import BrokerOffsets
 from connectors.observability import metrics
 from connectors.observability.health import page
 from connectors.observability.health.check import ConsumerCheck
 from connectors.observability.health.judge import blocked
+from connectors.observability.health.serving import ThreadedServer, cannot_listen
 from connectors.observability.health.status import PipelineStatus
 
 __all__ = ["Answer", "HealthServer", "answer", "cannot_listen"]
@@ -104,35 +101,7 @@ async def answer(
             await writer.wait_closed()
 
 
-def cannot_listen(exc: Exception, host: str, port: int) -> FatalError:
-    """Why the server could not listen, as one line naming the variable to fix."""
-    where = f"cannot listen on {host}:{port}"
-    if isinstance(exc, socket.gaierror | ValueError):  # ValueError: bad IDNA, a NUL
-        reason = exc.strerror if isinstance(exc, socket.gaierror) else str(exc)
-        return FatalError(
-            f"METRICS_HOST={host!r}: {where}: not a host name or address this machine can "
-            f"resolve ({reason})"
-        )
-    code = exc.errno if isinstance(exc, OSError) else None
-    if code == errno.EADDRINUSE:
-        return FatalError(
-            f"METRICS_PORT={str(port)!r}: {where}: the port is already in use by another process"
-        )
-    if code == errno.EADDRNOTAVAIL:
-        return FatalError(
-            f"METRICS_HOST={host!r}: {where}: not an address of this machine "
-            f"(0.0.0.0 listens on every interface)"
-        )
-    if code == errno.EACCES:
-        return FatalError(
-            f"METRICS_PORT={str(port)!r}: {where}: permission denied (ports below 1024 need "
-            f"privileges)"
-        )
-    detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-    return FatalError(f"METRICS_HOST={host!r} METRICS_PORT={str(port)!r}: {where}: {detail}")
-
-
-class HealthServer:
+class HealthServer(ThreadedServer):
     """`/metrics` and the three probes, served from a thread of its own.
 
     `start()` returns once the port is bound (port 0 picks a free one, for tests) and
@@ -149,53 +118,16 @@ class HealthServer:
         settings: HealthSettings | None = None,
         registry: CollectorRegistry = metrics.REGISTRY,
     ) -> None:
+        super().__init__(host, port)
         self._status = status
-        self._host = host
-        self._requested_port = port
         self._settings = settings or HealthSettings.model_validate({})
         self._registry = registry
         self._stuck_after_s = max(self._settings.stuck_after_s, 2 * status.commit_interval_s)
-        self._thread: threading.Thread | None = None
-        self._ready = threading.Event()
-        self._error: BaseException | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._stopping: asyncio.Event | None = None
-        self._port = 0
         self._offsets: BrokerOffsets | None = None
         self._check: ConsumerCheck | None = None
 
-    @property
-    def port(self) -> int:
-        return self._port
-
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._serve, name="health-server", daemon=True)
-        self._thread.start()
-        if not self._ready.wait(timeout=30):
-            raise FatalError(
-                f"METRICS_HOST={self._host!r}: the health server did not listen within 30 s"
-            )
-        if self._error is not None:
-            raise self._error
-
-    def stop(self, timeout: float = 10.0) -> None:
-        loop, stopping, thread = self._loop, self._stopping, self._thread
-        if loop is not None and stopping is not None and not loop.is_closed():
-            with contextlib.suppress(RuntimeError):  # the loop finished meanwhile
-                loop.call_soon_threadsafe(stopping.set)
-        if thread is not None:
-            thread.join(timeout)
-
-    def _serve(self) -> None:
-        try:
-            asyncio.run(self._main())
-        except BaseException as exc:  # noqa: BLE001 - reported to start(), not lost in a thread
-            self._error = exc
-            self._ready.set()
-
     async def _main(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._stopping = asyncio.Event()
+        assert self._stopping is not None  # noqa: S101 - set by ThreadedServer._run
         status, settings = self._status, self._settings
         self._offsets = BrokerOffsets(
             status.kafka, status.group_id, f"{status.connector}-health", settings.timeout_s
@@ -203,14 +135,10 @@ class HealthServer:
         self._check = ConsumerCheck(
             status, self._offsets, self._stuck_after_s, settings.wedge_deadline_s
         )
-        try:
-            server = await asyncio.start_server(self._handle, self._host, self._requested_port)
-        except (OSError, ValueError) as exc:
-            self._error = cannot_listen(exc, self._host, self._requested_port)
-            self._ready.set()
+        server = await self._listen(self._handle)
+        if server is None:
+            await self._offsets.close()
             return
-        self._port = int(server.sockets[0].getsockname()[1])
-        self._ready.set()
         sampler = asyncio.create_task(self._sample(self._check, self._stopping))
         try:
             async with server:
