@@ -143,6 +143,7 @@ async def test_revocation_waits_for_the_batch_in_flight() -> None:
     writer = SlowWriter()
     runner = make_runner(pipeline(), reader, writer)
     task = asyncio.create_task(runner.run())
+
     async def until_writing() -> None:
         while order != ["write-start"]:
             await asyncio.sleep(0.001)
@@ -255,6 +256,7 @@ async def test_stop_while_waiting_for_a_start_ends_the_run_normally() -> None:
         pipeline(RETRY_INITIAL_MS="50", RETRY_MAX_MS="50"), reader, writer, until_caught_up=False
     )
     task = asyncio.create_task(runner.run())
+
     async def until_retrying() -> None:
         while len(writer.start_failures) > 998:
             await asyncio.sleep(0.005)
@@ -351,6 +353,7 @@ async def test_a_write_hung_past_the_grace_is_abandoned_uncommitted_without_an_e
     reader, writer = MemoryReader([records(0, 0, 2)]), Hung()
     runner = make_runner(pipeline(), reader, writer, until_caught_up=False)
     task = asyncio.create_task(run_until_stopped(runner, grace_s=0.1))
+
     async def until_hung() -> None:
         while "hung" not in writer.events:
             await asyncio.sleep(0.005)
