@@ -68,6 +68,7 @@ THIRD_PARTY = (
     "obstore",
     "httpx",
     "httpcore",
+    "aiohttp",
     "urllib3",
     "redis",
     "opentelemetry",
