@@ -41,12 +41,15 @@ from typing import Any
 
 from bench.procs import PYTHON, ROOT, base_env, run
 
-SCENARIOS = ("B1", "B2", "B3", "S1", "R", "R0", "R0n", "Rb", "R0b", "J")
+SCENARIOS = ("B1", "B2", "B3", "S1", "R", "R0", "R0n", "R2", "R02", "R0n2", "Rb", "R0b", "J")
 #: The connector scenarios: (pass-through?, run the --baseline checkout?, extra variables).
 CONNECTORS: dict[str, tuple[bool, bool, dict[str, str]]] = {
     "R": (False, False, {}),
     "R0": (True, False, {}),
     "R0n": (True, False, {"KV_SYNC": "false"}),
+    "R2": (False, False, {"WORKERS": "2"}),
+    "R02": (True, False, {"WORKERS": "2"}),
+    "R0n2": (True, False, {"KV_SYNC": "false", "WORKERS": "2"}),
     "Rb": (False, True, {}),
     "R0b": (True, True, {}),
 }
@@ -60,6 +63,9 @@ DESCRIPTIONS = {
     "R": "connector: decode → pf_edge → LMDB, commit per batch",
     "R0": "connector: pass-through bytes → LMDB",
     "R0n": "R0 with KV_SYNC=false (no fsync, as J)",
+    "R2": "R with WORKERS=2 (two group members, one pod)",
+    "R02": "R0 with WORKERS=2",
+    "R0n2": "R0n with WORKERS=2",
     "Rb": "R of the --baseline checkout",
     "R0b": "R0 of the --baseline checkout",
     "J": "Kafka Connect standalone, FileStreamSink",
@@ -73,7 +79,11 @@ TARGETS = {
     "R/B3": 0.25,
     "R/Rb": 2.0,
     "R0n/J": 1.0,
+    "R2/B3": 0.4,
+    "R0n2/J": 1.0,
 }
+#: Scenarios that need several partitions to mean anything (one per worker at least).
+MULTI_PARTITION = frozenset({"R2", "R02", "R0n2"})
 
 
 @dataclass
@@ -382,6 +392,9 @@ def ratios(summaries: Mapping[str, Summary]) -> dict[str, float]:
         "R0n/J": ("R0n", "J"),  # ... and never fsyncs: R0n is its like
         "R/B3": ("R", "B3"),
         "R/Rb": ("R", "Rb"),
+        "R2/B3": ("R2", "B3"),  # WORKERS=2 on the same topic
+        "R2/R": ("R2", "R"),
+        "R0n2/J": ("R0n2", "J"),
         "R0/R0b": ("R0", "R0b"),
     }
     for label, (a, b) in pairs.items():
@@ -671,9 +684,10 @@ def main(argv: list[str] | None = None) -> int:
 def throughput(
     setup: Setup, args: argparse.Namespace, topic: str, partitions: int
 ) -> dict[str, Summary]:
-    runs: dict[str, list[Measured]] = {name: [] for name in args.scenario_list}
+    names = [n for n in args.scenario_list if partitions > 1 or n not in MULTI_PARTITION]
+    runs: dict[str, list[Measured]] = {name: [] for name in names}
     for run_no in range(1, args.runs + 1):
-        for name in args.scenario_list:
+        for name in names:
             print(f"  p{partitions} run {run_no}/{args.runs} {name} ...", end=" ", flush=True)
             m = measure(setup, name, topic, partitions, args.messages)
             runs[name].append(m)
