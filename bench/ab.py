@@ -16,6 +16,7 @@ collector as CPython sets it) or `@gc=Y/M/O` (other thresholds), `@passthrough` 
 from __future__ import annotations
 
 import argparse
+import re
 import shutil
 import statistics
 import tempfile
@@ -39,7 +40,8 @@ class Variant:
     def parse(cls, text: str) -> Variant:
         name, _, items = text.partition(":")
         variant = cls(name)
-        for item in filter(None, items.split(",")):
+        # a comma starts a new item only before NAME= or @: MALLOC_CONF=a:1,b:2 is one item
+        for item in filter(None, re.split(r",(?=[A-Z_][A-Z0-9_]*=|@)", items)):
             key, _, value = item.partition("=")
             if key == "@root":
                 variant.root = Path(value).resolve()

@@ -23,6 +23,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Mapping
+from itertools import chain
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -41,6 +42,7 @@ from connectors import (
 )
 from connectors import TopicPartition as TP
 from connectors.kafka import (
+    AS_RECORD,
     RESETS,
     LenientHeaders,
     Where,
@@ -58,7 +60,6 @@ from connectors.kafka import (
 from readers.rebalance import Listener
 
 _log = logging.getLogger("connectors.readers.kafka")
-_new_tuple: Any = tuple.__new__
 
 #: With BATCH_MAX_WAIT_MS=0 and nothing fetched yet, how long a poll waits for records:
 #: aiokafka answers a zero wait without ever yielding to the event loop, so its fetcher,
@@ -105,6 +106,7 @@ class KafkaReader:
             max_poll_interval_ms=s.max_poll_interval_ms,
             **fetch_options(s),
             max_poll_records=self._context.batch_max_messages,
+            value_deserializer=AS_RECORD,  # fetched as `Record`s, not aiokafka's records
         )
         self._listener = Listener(
             on_revoke, self._on_assign, self._context.connector_name, self._still_member
@@ -207,15 +209,8 @@ class KafkaReader:
             self._name_raw_keys(fetched)
         if RESETS:
             self._report_resets()
-        new = _new_tuple  # positional, without the named tuple's keyword handling
-        records = [
-            new(
-                Record,
-                (m.topic, m.partition, m.offset, m.key, m.value, tuple(m.headers), m.timestamp),
-            )
-            for messages in fetched.values()
-            for m in messages
-        ]
+        # `Record`s already (AS_RECORD: connectors.kafka.fetched_records)
+        records: list[Record] = list(chain.from_iterable(fetched.values()))
         if not records:
             return Batch(records)
         await self._note_skipped(fetched)

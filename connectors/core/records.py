@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import groupby
+from operator import itemgetter
 from typing import Any, NamedTuple
 
 #: `TOPIC_SCHEMAS` value of a topic read as raw bytes, and `KAFKA_OUTPUT_TYPE` of one written so.
@@ -49,6 +51,9 @@ class Record(NamedTuple):
 
 TopicPartition = tuple[str, int]
 
+_partition_of: Any = itemgetter(0, 1)  # a Record's (topic, partition), in C
+_offset_of: Any = itemgetter(2)  # a Record's offset, in C
+
 
 @dataclass(frozen=True, slots=True)
 class Batch:
@@ -69,12 +74,23 @@ class Batch:
 
     @property
     def next_offsets(self) -> dict[TopicPartition, int]:
+        """Each partition's offset after its highest record. A reader hands records out in
+        runs of one partition, so the walk is per run, and over a run's records it is
+        itertools' and `max`'s (C), not a Python loop per record."""
         positions: dict[TopicPartition, int] = {}
-        for record in self.records:
-            tp = (record.topic, record.partition)
-            if record.offset + 1 > positions.get(tp, -1):
-                positions[tp] = record.offset + 1
+        for tp, run in groupby(self.records, _partition_of):
+            after = max(map(_offset_of, run)) + 1
+            if after > positions.get(tp, -1):
+                positions[tp] = after
         return positions
+
+    @property
+    def first_offsets(self) -> dict[TopicPartition, int]:
+        """Each partition's first offset in the batch (the first of its first run)."""
+        firsts: dict[TopicPartition, int] = {}
+        for tp, run in groupby(self.records, _partition_of):
+            firsts.setdefault(tp, next(run).offset)
+        return firsts
 
     def __len__(self) -> int:
         return len(self.records)

@@ -20,6 +20,7 @@ from connectors.kafka.errors import (  # noqa: E402
     translate,
     verdict,
 )
+from connectors.kafka.fetched_records import AS_RECORD  # noqa: E402
 from connectors.kafka.gathering import gather  # noqa: E402
 from connectors.kafka.metadata import TopicState, describe_topics  # noqa: E402
 from connectors.kafka.options import (  # noqa: E402
@@ -36,6 +37,7 @@ from connectors.kafka.stopping import stop_consumer  # noqa: E402
 from connectors.kafka.transactions import PartitionTransactions, Prepared  # noqa: E402
 
 __all__ = [
+    "AS_RECORD",
     "AUTHENTICATION",
     "MAX_REQUEST_BYTES",
     "RESETS",

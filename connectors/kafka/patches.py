@@ -1,4 +1,5 @@
-"""Five corrections to aiokafka 0.14, installed once when `connectors.kafka` is imported.
+"""Five corrections and one economy for aiokafka 0.14, installed once when
+`connectors.kafka` is imported.
 
 Every aiokafka client of the process is one of the runtime's, so each correction holds for
 all of them:
@@ -20,6 +21,9 @@ all of them:
   (or aiokafka's text naming it) is fatal (`connectors.kafka.errors`).
 - **Offset resets are reported** to the reader, which logs a WARNING and counts them
   (`connectors.kafka.resets`), instead of one INFO line.
+- **The reader's records are the runtime's `Record`s**, built once, instead of aiokafka's
+  `ConsumerRecord`s converted again (`connectors.kafka.fetched_records`; other consumers
+  are not affected).
 """
 
 from __future__ import annotations
@@ -35,7 +39,8 @@ from aiokafka.producer import producer as kafka_producer
 from aiokafka.protocol.metadata import MetadataRequest
 
 from connectors.kafka import heartbeat, resets
-from connectors.kafka.raw_headers import LenientBuilder, LenientPartitionRecords, LenientRecords
+from connectors.kafka.fetched_records import RecordPartitionRecords
+from connectors.kafka.raw_headers import LenientBuilder, LenientRecords
 
 FENCED_INSTANCE_ID = 82
 
@@ -73,7 +78,7 @@ def install() -> None:
         module.MetadataRequest = NamedTopicsOnly
     fetcher_module: Any = fetcher
     fetcher_module.MemoryRecords = LenientRecords
-    fetcher_module.PartitionRecords = LenientPartitionRecords
+    fetcher_module.PartitionRecords = RecordPartitionRecords
     for module in (message_accumulator, kafka_producer):
         builder_module: Any = module
         builder_module.DefaultRecordBatchBuilder = LenientBuilder

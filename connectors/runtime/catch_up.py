@@ -50,8 +50,8 @@ class CatchUp:
         """Remember where each partition started, before the batch moves its position."""
         if self._began is None and batch.records:
             self._began = time.monotonic()
-        for record in batch.records:
-            self._starts.setdefault((record.topic, record.partition), record.offset)
+        for tp, first in batch.first_offsets.items():
+            self._starts.setdefault(tp, first)
 
     async def done(self) -> bool:
         assigned = self._reader.assignment()

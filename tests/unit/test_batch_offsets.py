@@ -1,0 +1,24 @@
+"""`Batch.next_offsets` and `Batch.first_offsets` walk runs of a partition, not records:
+they must give what a plain walk over every record gives, for records in any order."""
+
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from connectors import Record
+from connectors.core.records import Batch
+
+positions = st.tuples(st.sampled_from(["a", "b"]), st.integers(0, 3), st.integers(0, 10**6))
+
+
+@given(st.lists(positions, max_size=60))
+def test_offsets_are_those_of_a_walk_over_every_record(found: list[tuple[str, int, int]]) -> None:
+    batch = Batch([Record(t, p, o, None, b"") for t, p, o in found])
+    highest: dict[tuple[str, int], int] = {}
+    first: dict[tuple[str, int], int] = {}
+    for t, p, o in found:
+        highest[(t, p)] = max(highest.get((t, p), -1), o + 1)
+        first.setdefault((t, p), o)
+    assert batch.next_offsets == highest
+    assert batch.first_offsets == first
