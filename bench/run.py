@@ -302,11 +302,14 @@ def _writer_alone(setup: Setup, topic: str, partitions: int, n: int) -> Measured
 
 def merged_stats(stats: Path) -> dict[str, Any]:
     """The writer's stats of one run; with WORKERS=N, the N workers' files combined: records
-    summed, the first and last write of any worker, CPU seconds summed over the workers."""
+    summed, the first and last write of any worker, CPU seconds summed over the workers
+    (each worker's own, from its first write to its last)."""
     if stats.exists():
         loaded: dict[str, Any] = json.loads(stats.read_text())
         return loaded
-    parts = [json.loads(p.read_text()) for p in stats.parent.glob(f"{stats.name}.*")]
+    found = [json.loads(p.read_text()) for p in stats.parent.glob(f"{stats.name}.*")]
+    # a process that wrote nothing (the WORKERS parent builds its writer, never writes)
+    parts = [p for p in found if p["records"]] or found
     stages: dict[str, float] = {}
     for part in parts:
         for stage, seconds in part.get("stage_seconds", {}).items():
