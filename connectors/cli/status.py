@@ -22,14 +22,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
+import signal
 import sys
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Mapping, Sequence
+from collections.abc import Coroutine, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -274,16 +276,29 @@ def _settings(environ: Mapping[str, str]) -> tuple[KafkaSettings, RuntimeSetting
     return kafka, runtime
 
 
+#: Seconds the clients get to close once `--watch` is told to stop.
+CLOSE_S = 5.0
+
+
 async def _show(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     kafka, runtime = _settings(environ)
     health = [health_url(u) for u in args.health] if args.health else None
     group_id = kafka.group_id or runtime.connector_name
     offsets = BrokerOffsets(kafka, group_id, f"{group_id}-status", args.timeout)
+    stop = asyncio.Event()
+    if args.watch is not None:  # Ctrl-C ends the watch between or during snapshots
+        asyncio.get_running_loop().add_signal_handler(signal.SIGINT, stop.set)
     try:
         while True:
-            found = await snapshot(
-                kafka, group_id, runtime.topics, offsets, health, runtime.metrics_port, args.timeout
-            )
+            found = await _unless_stopped(
+                stop,
+                snapshot(
+                    kafka, group_id, runtime.topics, offsets, health, runtime.metrics_port,
+                    args.timeout,
+                ),
+            )  # fmt: skip
+            if found is None:
+                return EXIT_OK
             out = json.dumps(found.as_dict(), sort_keys=True) if args.json else table(found)
             if args.watch is not None and sys.stdout.isatty():
                 out = _CLEAR + out
@@ -292,9 +307,29 @@ async def _show(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
             print(out, flush=True)
             if args.watch is None:
                 return EXIT_OK if found.healthy else EXIT_UNHEALTHY
-            await asyncio.sleep(args.watch)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), args.watch)
+            if stop.is_set():
+                return EXIT_OK
     finally:
-        await offsets.close()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(offsets.close(), CLOSE_S)
+
+
+async def _unless_stopped(stop: asyncio.Event, work: Coroutine[Any, Any, Snapshot]) -> Any:
+    """`work`'s result, or None as soon as `stop` is set (the work is cancelled, and not
+    waited for long: a client that swallows its cancellation must not keep Ctrl-C waiting)."""
+    task = asyncio.ensure_future(work)
+    stopped = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({task, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopped.cancel()
+    if task.done():
+        return task.result()
+    task.cancel()
+    await asyncio.wait({task}, timeout=CLOSE_S)
+    return None
 
 
 def cmd_status(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
@@ -302,7 +337,7 @@ def cmd_status(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
     try:
         return asyncio.run(_show(args, environ))
-    except KeyboardInterrupt:  # --watch ends with Ctrl-C
+    except KeyboardInterrupt:  # Ctrl-C without --watch
         return EXIT_OK
     except ConnectionError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -219,6 +219,7 @@ def test_watch_reprints_until_ctrl_c_and_exits_0(kafka: KafkaBroker, unique: str
     finally:
         if process.poll() is None:
             process.kill()
+            process.communicate()  # reaped and its pipes closed, whatever failed above
     assert process.returncode == 0, err
     # Nobody consumes: no member, both partitions unassigned, the one record is lag unknown.
     assert heads[0].startswith(f"group {name}: Dead, 0 members, 2 partitions, lag 0: unhealthy")
