@@ -316,7 +316,9 @@ async def _show(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
             await asyncio.wait_for(offsets.close(), CLOSE_S)
 
 
-async def _unless_stopped(stop: asyncio.Event, work: Coroutine[Any, Any, Snapshot]) -> Any:
+async def _unless_stopped(
+    stop: asyncio.Event, work: Coroutine[Any, Any, Snapshot]
+) -> Snapshot | None:
     """`work`'s result, or None as soon as `stop` is set (the work is cancelled, and not
     waited for long: a client that swallows its cancellation must not keep Ctrl-C waiting)."""
     task = asyncio.ensure_future(work)
