@@ -1,7 +1,14 @@
 """Child processes measured by the kernel: wall time, CPU time and peak RSS.
 
-`os.wait4` returns the child's own resource usage, so `ru_maxrss` is the exact peak resident
-set of that process (not of the benchmark driver), whatever its language.
+`os.wait4` gives a child's CPU time exactly. Its `ru_maxrss` does not give the child's peak
+memory: Linux keeps the larger of the process's own peak and that of the address space it
+replaced at `exec`, and a child started by `subprocess` (vfork) replaces the *driver's*
+address space, so every child reported at least the driver's own RSS (a `python -c pass`
+started from a 400 MB driver reports 413 MB). The peak is therefore read from
+`/proc/<pid>/status` `VmHWM` (the high-water mark of the process's own address space, kept
+by the kernel) of the child and every process below it, every 50 ms until it exits; only
+growth in its last 50 ms could be missed. `max_rss_mb` is the largest of them: the peak
+*per process*, which is what a pod's memory limit per worker has to cover.
 """
 
 from __future__ import annotations
@@ -47,6 +54,34 @@ def proc_cpu_s(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
+def proc_status_mb(pid: int, field_name: str) -> float | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(field_name):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+def descendants(pid: int) -> list[int]:
+    """`pid` and every process below it, from the kernel's per-thread children lists."""
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        try:
+            tasks = list(Path(f"/proc/{current}/task").iterdir())
+        except OSError:
+            continue
+        for task in tasks:
+            try:
+                todo.extend(int(c) for c in (task / "children").read_text().split())
+            except (OSError, ValueError):
+                continue
+    return found
+
+
 def proc_rss_mb(pid: int) -> float | None:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -89,20 +124,28 @@ class Child:
             )  # fmt: skip
         self.pid = self.popen.pid
         self.rss_samples: list[tuple[float, float]] = []
+        #: VmHWM (MB) of every process seen in the tree, by pid.
+        self.peaks: dict[int, float] = {}
         self._sampling = threading.Event()
-        self._sampler: threading.Thread | None = None
-        if sample_rss_every:
-            self._sampler = threading.Thread(
-                target=self._sample, args=(sample_rss_every,), daemon=True
-            )
-            self._sampler.start()
+        self._sampler = threading.Thread(
+            target=self._sample, args=(sample_rss_every,), daemon=True
+        )
+        self._sampler.start()
 
-    def _sample(self, every: float) -> None:
+    def _sample(self, rss_every: float | None) -> None:
+        next_rss = 0.0
         while not self._sampling.is_set():
-            rss = proc_rss_mb(self.pid)
-            if rss is not None:
-                self.rss_samples.append((time.monotonic() - self.started, rss))
-            self._sampling.wait(every)
+            for pid in descendants(self.pid):
+                hwm = proc_status_mb(pid, "VmHWM:")
+                if hwm is not None and hwm > self.peaks.get(pid, 0.0):
+                    self.peaks[pid] = hwm
+            now = time.monotonic() - self.started
+            if rss_every and now >= next_rss:
+                rss = proc_rss_mb(self.pid)
+                if rss is not None:
+                    self.rss_samples.append((now, rss))
+                next_rss = now + rss_every
+            self._sampling.wait(0.05)
 
     def alive(self) -> bool:
         return self.popen.returncode is None and self._reap(os.WNOHANG) is None
@@ -141,7 +184,9 @@ class Child:
                 )
             time.sleep(0.02)
         self._finish()
-        code, wall, cpu, rss = result
+        code, wall, cpu, maxrss = result
+        # wait4's figure only when the process was too short-lived to be sampled.
+        rss = max(self.peaks.values()) if self.peaks else maxrss
         return Finished(
             code, wall, cpu, rss,
             self.out_path.read_text(errors="replace"),
