@@ -127,9 +127,7 @@ class Child:
         #: VmHWM (MB) of every process seen in the tree, by pid.
         self.peaks: dict[int, float] = {}
         self._sampling = threading.Event()
-        self._sampler = threading.Thread(
-            target=self._sample, args=(sample_rss_every,), daemon=True
-        )
+        self._sampler = threading.Thread(target=self._sample, args=(sample_rss_every,), daemon=True)
         self._sampler.start()
 
     def _sample(self, rss_every: float | None) -> None:
