@@ -98,7 +98,8 @@ def run_connect(
 
     Start: the first byte in the sink file. End: the moment the file reached its final size,
     confirmed by the group's committed offsets covering every record (zero lag). CPU: the
-    JVM's utime+stime between those two moments, from /proc. Peak RSS: wait4's ru_maxrss.
+    JVM's utime+stime between those two moments, from /proc. Peak RSS: the JVM's VmHWM
+    (bench/procs.py).
     """
     from bench.procs import Child, proc_cpu_s
     from harness.kafka import _tools_log_config

@@ -4,8 +4,8 @@ A backlog of `backlog` messages waits in a topic; `connector run --until-caught-
 the test writer `flaky_kv` (tests/fixtures/strict.py) failing with RetriableError while
 `<FLAKY_DIR>/down` exists. After `outage_s` seconds of failures the file is removed, the
 connector drains the backlog and exits. The connector's RSS is sampled from /proc every 100 ms
-and its exact peak comes from wait4's ru_maxrss; the group's committed offsets are checked to
-cover the whole backlog at the end.
+and its peak is the kernel's high-water mark (VmHWM, bench/procs.py); the group's committed
+offsets are checked to cover the whole backlog at the end.
 """
 
 from __future__ import annotations
