@@ -20,7 +20,7 @@ import time
 from array import array
 from pathlib import Path
 
-from connectors import WriteBatch, Writer, WriterContext, WriterPlugin, metrics
+from connectors import WriteBatch, Writer, WriterContext, WriterPlugin, metrics, stores_bytes
 from connectors.core.registry import WRITERS
 from writers.kv import PLUGIN as KV
 from writers.kv.settings import KVSettings
@@ -29,6 +29,7 @@ from writers.kv.settings import KVSettings
 class TimedWriter:
     def __init__(self, inner: Writer) -> None:
         self._inner = inner
+        self.stores_bytes = stores_bytes(inner)
         stats = os.environ.get("BENCH_STATS_FILE")
         latency = os.environ.get("BENCH_LATENCY_FILE")
         self._stats = Path(stats) if stats else None

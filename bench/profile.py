@@ -26,6 +26,7 @@ IDLE_LEAVES = (
     "_worker (concurrent/futures/thread.py",
     "select (selectors.py",
     "wait (threading.py",
+    "_wait_for_signal (connectors/runtime/shutdown.py",  # blocked in recv, for SIGTERM
 )
 _FRAME = re.compile(r"^(?P<func>.*) \((?P<file>[^():]*)(?::(?P<line>\d+))?\)$")
 

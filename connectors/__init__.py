@@ -41,7 +41,15 @@ from connectors.core.records import (
     WriteBatch,
 )
 from connectors.core.transform import Delete, Put, TransformContext, transform
-from connectors.core.writer import FlushPolicy, KeyValueView, Writer, WriterContext, WriterPlugin
+from connectors.core.writer import (
+    FlushPolicy,
+    KeyValueView,
+    StoresBytes,
+    Writer,
+    WriterContext,
+    WriterPlugin,
+    stores_bytes,
+)
 from connectors.observability import metrics
 from connectors.observability.tracing import http_headers as trace_headers
 
@@ -91,6 +99,7 @@ __all__ = [
     "SyncProducer",
     "TopicPartition",
     "TransformContext",
+    "StoresBytes",
     "Writer",
     "WriterContext",
     "WriterPlugin",
@@ -101,6 +110,7 @@ __all__ = [
     "mask_url",
     "metrics",
     "readable_file",
+    "stores_bytes",
     "topic_name",
     "trace_headers",
     "transform",

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import errno
 import json
-from collections.abc import Awaitable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -123,7 +123,27 @@ def absorb(
 
 def entry(record: Record, key: bytes | None, value: Any) -> Entry:
     if type(value) is bytes:  # stored as it is
-        return Entry(record, key, value, None)
+        return _new_entry(Entry, (record, key, value, None, ()))
     if isinstance(value, Message):
-        return Entry(record, key, value.SerializeToString(deterministic=True), value)
-    return Entry(record, key, _as_bytes(value), None)
+        encoded = value.SerializeToString(deterministic=True)
+        return _new_entry(Entry, (record, key, encoded, value, ()))
+    return _new_entry(Entry, (record, key, _as_bytes(value), None, ()))
+
+
+def entry_bytes(record: Record, key: bytes | None, value: Any) -> Entry:
+    """`entry` for a writer that stores bytes only (`StoresBytes`): the message is let go
+    as soon as it is encoded, so it is freed while still in the CPU's caches and a batch
+    waiting for its write holds bytes, not upb messages (about 2 KB less per entry)."""
+    if type(value) is bytes:
+        return _new_entry(Entry, (record, key, value, None, ()))
+    if isinstance(value, Message):
+        encoded = value.SerializeToString(deterministic=True)
+        return _new_entry(Entry, (record, key, encoded, None, ()))
+    return _new_entry(Entry, (record, key, _as_bytes(value), None, ()))
+
+
+#: An entry maker: `entry`, or `entry_bytes` for writers that never read `Entry.message`.
+MakeEntry = Callable[[Record, "bytes | None", Any], Entry]
+
+#: `Entry(...)` without NamedTuple's Python-level `__new__`: this runs once per output.
+_new_entry: Callable[[type[Entry], tuple[Any, ...]], Entry] = tuple.__new__

@@ -29,7 +29,7 @@ from typing import Any, Protocol
 
 from connectors.core.context import TRACE
 from connectors.core.errors import ConnectorError, FatalError, PoisonError, RetriableError
-from connectors.core.outputs import absorb, entry
+from connectors.core.outputs import MakeEntry, absorb, entry
 from connectors.core.records import Entry, Headers, Record
 from connectors.core.transform import (
     _UNSET,
@@ -93,6 +93,7 @@ async def apply_staged(
     ]
     run = _Run(max(1, concurrency), observer or _Quiet(), timed=len(chain.steps) > 1)
     run.trace_headers = trace_headers
+    run.entry = chain.entry
     live = items
     last = len(chain.steps) - 1
     for number, ((name, fn), kind) in enumerate(zip(chain.steps, chain.kinds, strict=True)):
@@ -121,6 +122,7 @@ class _Run:
         self.stopped: RetriableError | None = None
         self.fatal: FatalError | None = None
         self.trace_headers: Callable[[Record], Headers] | None = None
+        self.entry: MakeEntry = entry
 
     def applied(self, items: list[_Item]) -> Applied:
         entries: list[Entry] = []
@@ -158,7 +160,7 @@ class _Run:
         if last:
             record, entries = item.record, item.entries
             for key, value in item.pending:
-                entries.append(entry(record, key, value))
+                entries.append(self.entry(record, key, value))
             item.pending = []
         if not item.pending and not item.entries:
             item.dropped_by = name

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from time import perf_counter
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, TypeVar
 
@@ -31,9 +31,11 @@ from connectors.core.errors import ConnectorError, FatalError, PoisonError, Retr
 from connectors.core.outputs import (
     EXHAUSTION_ERRNOS,
     Delete,
+    MakeEntry,
     Put,
     absorb,
     entry,
+    entry_bytes,
     exhausted,
     key_bytes,
 )
@@ -191,9 +193,20 @@ class Chain:
 
     steps: tuple[tuple[str, Transform], ...]
     kinds: tuple[Kind, ...] = field(init=False, compare=False)
+    #: How an output becomes an entry: with its message kept for writers that render it
+    #: (JSON, a type check), or bytes only (`storing_bytes`).
+    entry: MakeEntry = field(default=entry, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "kinds", tuple(kind_of(fn) for _, fn in self.steps))
+
+    def storing_bytes(self) -> Chain:
+        """This chain for a writer that never reads `Entry.message` (`StoresBytes`)."""
+        return replace(self, entry=entry_bytes)
+
+    @property
+    def keeps_messages(self) -> bool:
+        return self.entry is not entry_bytes
 
     @property
     def names(self) -> list[str]:
@@ -237,7 +250,8 @@ class Chain:
     ) -> list[Entry]:
         steps = self.steps
         if not steps:
-            return [Entry(record, record.key, record.value, message, record.headers)]
+            kept = message if self.entry is entry else None
+            return [Entry(record, record.key, record.value, kept, record.headers)]
         # TransformContext.of, inlined: tuple.__new__ without a method call per record
         ctx: TransformContext = _new_tuple(
             TransformContext,
@@ -253,7 +267,7 @@ class Chain:
                     value = result.value
                     if type(value) is bytes:  # stored as it is: the entry built directly
                         return [_new_tuple(Entry, (record, key_bytes(result.key), value, None, ()))]
-                    return [entry(record, key_bytes(result.key), value)]
+                    return [self.entry(record, key_bytes(result.key), value)]
             except Exception as exc:
                 raise failure(name, record, exc) from exc
             return self._general(record, ctx, message, seconds, dropped, first=result)
@@ -277,8 +291,9 @@ class Chain:
         for index, (name, fn) in enumerate(self.steps):
             try:
                 pending = _step(
-                    name, fn, record, ctx, pending, entries, seconds, first, index == last
-                )
+                    name, fn, record, ctx, pending, entries, seconds, first, index == last,
+                    self.entry,
+                )  # fmt: skip
                 first = _UNSET
                 if not pending and not entries:  # dropped here: nothing left for the rest
                     if dropped is not None:
@@ -286,7 +301,7 @@ class Chain:
                     return entries
                 if index == last:
                     for key, value in pending:
-                        entries.append(entry(record, key, value))
+                        entries.append(self.entry(record, key, value))
             except Exception as exc:
                 raise failure(name, record, exc) from exc
         return entries
@@ -302,6 +317,7 @@ def _step(
     seconds: dict[str, float] | None,
     first: Any,
     last: bool,
+    make: MakeEntry = entry,
 ) -> list[tuple[bytes | None, Any]]:
     """One transform over every output of the previous one: deletions go to `entries`
     at once, everything else is returned for the next step."""
@@ -318,7 +334,7 @@ def _step(
                 result = fn(value, step_ctx)
                 seconds[name] = seconds.get(name, 0.0) + perf_counter() - started
         if last and type(result) is Put:  # the common case, kept cheap
-            entries.append(entry(record, key_bytes(result.key), result.value))
+            entries.append(make(record, key_bytes(result.key), result.value))
             continue
         absorb(record, key, result, entries, produced)
     return produced

@@ -106,6 +106,22 @@ class CommitsOffsets(Writer, Protocol):
         """Forget `partitions`: another member may own them now."""
 
 
+@runtime_checkable
+class StoresBytes(Writer, Protocol):
+    """A writer that stores each entry's `value` bytes and never reads `Entry.message`
+    (a key-value store). When `stores_bytes` is true the runtime encodes a transform's
+    message and lets it go at once, instead of keeping it with the entry until the batch
+    is written: a decoded upb message costs about 2 KB, 40 MB for a batch of 20,000, and
+    freeing it while it is still in the CPU's caches is cheaper than after the write."""
+
+    stores_bytes: bool
+
+
+def stores_bytes(writer: Writer) -> bool:
+    """Whether the writer declares that it never reads `Entry.message`."""
+    return isinstance(writer, StoresBytes) and writer.stores_bytes is True
+
+
 def offset_committer(writer: Writer) -> CommitsOffsets | None:
     """The writer, when it commits the consumed offsets itself; None for every other."""
     if isinstance(writer, CommitsOffsets) and writer.commits_offsets is True:

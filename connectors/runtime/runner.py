@@ -30,7 +30,13 @@ from connectors.core.dead_letters import DeadLetter, DeadLetterSink
 from connectors.core.errors import FatalError, PoisonError, RetriableError
 from connectors.core.reader import Reader, ReaderContext
 from connectors.core.records import Batch, Entry, Record, TopicPartition, WriteBatch
-from connectors.core.writer import Writer, WriterContext, flush_policy, offset_committer
+from connectors.core.writer import (
+    Writer,
+    WriterContext,
+    flush_policy,
+    offset_committer,
+    stores_bytes,
+)
 from connectors.kafka.dead_letters import KafkaDeadLetters
 from connectors.observability import tracing
 from connectors.observability.health.recent import Recent
@@ -100,8 +106,9 @@ class Runner:
         )
         self._stopping = asyncio.Event()
         self._retry = Retrier(pipeline.retry, self.reader, self._instruments, self._stopping)
+        chain = pipeline.chain.storing_bytes() if stores_bytes(self.writer) else pipeline.chain
         self._transforms = TransformStage(
-            pipeline.chain, pipeline.transform, self._retry, runtime.connector_name
+            chain, pipeline.transform, self._retry, runtime.connector_name
         )
         self._breaker = Breaker(pipeline.dead_letter.max_ratio, pipeline.dead_letter.window)
         self._catch_up = CatchUp(self.reader, report) if until_caught_up else None

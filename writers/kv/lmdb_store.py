@@ -84,6 +84,9 @@ def free_bytes(path: Path) -> int | None:
 
 
 class LmdbStore:
+    #: Values are stored as bytes; `Entry.message` is never read (`StoresBytes`).
+    stores_bytes = True
+
     def __init__(self, settings: KVSettings, connector_name: str = "") -> None:
         self._settings = settings
         self._prefix = settings.key_prefix.encode()

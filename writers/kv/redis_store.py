@@ -86,6 +86,9 @@ def _as_ours(exc: Exception, url: str) -> Exception:
 
 
 class RedisStore:
+    #: Values are stored as bytes; `Entry.message` is never read (`StoresBytes`).
+    stores_bytes = True
+
     def __init__(self, settings: KVSettings) -> None:
         self._settings = settings
         self._prefix = settings.key_prefix.encode()
