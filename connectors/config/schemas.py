@@ -101,14 +101,13 @@ class TopicSchema:
         value = record.value
         if value is None:
             return None
-        message = cls()
         try:
-            message.ParseFromString(value)
+            # One call into upb instead of two (the constructor, then ParseFromString).
+            return cls.FromString(value)
         except DecodeError as exc:
             raise PoisonError(
                 "decode", f"value is not a valid {self.type_name}: {exc}", record
             ) from exc
-        return message
 
     def _check_declared(self, declared: bytes, record: Record) -> None:
         verdicts = self._verdicts
