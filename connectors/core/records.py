@@ -71,18 +71,25 @@ class Batch:
 
     records: Sequence[Record]
     topic_ids: Mapping[str, str] = field(default_factory=dict)
+    _next: dict[TopicPartition, int] | None = field(
+        default=None, init=False, compare=False, repr=False
+    )
 
     @property
     def next_offsets(self) -> dict[TopicPartition, int]:
         """Each partition's offset after its highest record. A reader hands records out in
         runs of one partition, so the walk is per run, and over a run's records it is
-        itertools' and `max`'s (C), not a Python loop per record."""
-        positions: dict[TopicPartition, int] = {}
-        for tp, run in groupby(self.records, _partition_of):
-            after = max(map(_offset_of, run)) + 1
-            if after > positions.get(tp, -1):
-                positions[tp] = after
-        return positions
+        itertools' and `max`'s (C), not a Python loop per record. Walked once per batch
+        (the writer, the commit and the metrics all ask); each caller gets its own copy."""
+        if self._next is None:
+            positions: dict[TopicPartition, int] = {}
+            for tp, run in groupby(self.records, _partition_of):
+                after = max(map(_offset_of, run)) + 1
+                if after > positions.get(tp, -1):
+                    positions[tp] = after
+            object.__setattr__(self, "_next", positions)
+            return dict(positions)
+        return dict(self._next)
 
     @property
     def first_offsets(self) -> dict[TopicPartition, int]:
