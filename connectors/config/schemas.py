@@ -148,3 +148,8 @@ class TopicSchemas:
 
     def decode(self, record: Record) -> Any:
         return self._by_topic[record.topic].decode(record)
+
+    @property
+    def all_raw(self) -> bool:
+        """Every topic is raw bytes: nothing to decode, each value is its message."""
+        return all(schema.message_class is None for schema in self._by_topic.values())

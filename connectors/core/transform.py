@@ -227,6 +227,13 @@ class Chain:
         """Every record's entries, in order; poison is collected, not raised. A record
         whose transform raised RetriableError stops the batch there (`Applied.stopped`)."""
         seconds: dict[str, float] = {}
+        if not self.steps:  # pass-through: an entry per record, built in one comprehension
+            keep = self.entry is entry
+            passed = [
+                _new_tuple(Entry, (r, r.key, r.value, m if keep else None, r.headers))
+                for _, r, m in decoded
+            ]
+            return Applied(passed, [], seconds, None, {})
         timed = seconds if len(self.steps) > 1 else None
         dropped: dict[str, int] = {}
         apply = self._apply

@@ -44,7 +44,7 @@ from connectors.observability.logs import Progress
 from connectors.runtime import lifecycle
 from connectors.runtime.accumulator import Accumulator
 from connectors.runtime.catch_up import CatchUp
-from connectors.runtime.decoding import DECODE_SLICE, Poison, decode_slice
+from connectors.runtime.decoding import DECODE_SLICE, Poison, slicer
 from connectors.runtime.instruments import Instruments
 from connectors.runtime.poison import Breaker
 from connectors.runtime.retry import Abandoned, Retrier, Waiting
@@ -303,7 +303,7 @@ class Runner:
         at 20,000); async and batch transforms get the whole batch, since how much of it
         can be in flight at once is what makes them fast."""
         records = batch.records
-        decode = self.pipeline.schemas.decode
+        decode_slice = slicer(self.pipeline.schemas)
         step = DECODE_SLICE if self._transforms.chain.is_sync else max(len(records), 1)
         entries: list[Entry] = []
         poison: list[Poison] = []
@@ -312,7 +312,7 @@ class Runner:
         for start in range(0, len(records), step):
             self._activity = ("decode", time.monotonic())
             started = time.perf_counter()
-            decoded, bad = decode_slice(decode, records[start : start + step], start)
+            decoded, bad = decode_slice(records[start : start + step], start)
             decoded_at = time.perf_counter()
             self._activity = ("transform", time.monotonic())
             applied = await self._transforms.apply(decoded, trace)

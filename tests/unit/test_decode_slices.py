@@ -36,6 +36,8 @@ class Message:
 class CountingSchemas:
     """The pipeline's schemas, decoding into `Message`s; offsets in `bad` do not decode."""
 
+    all_raw = False  # it decodes, though the topics it wraps are raw
+
     def __init__(self, inner: Any, bad: set[int]) -> None:
         self.inner = inner
         self.bad = bad
@@ -123,3 +125,24 @@ async def test_at_most_a_slice_of_decoded_messages_is_alive(
     assert len(writer.writes[0].entries) == len(batch)
     assert Message.most == DECODE_SLICE < len(batch)
     assert Message.alive == 0
+
+
+def test_raw_topics_are_sliced_without_a_decode_call_and_to_the_same_result() -> None:
+    from connectors.config.pipeline import resolve
+    from connectors.runtime.decoding import decode_slice, raw_slice, slicer
+
+    schemas = pipeline().schemas  # TOPIC_SCHEMAS raw=bytes
+    batch = records(0, 0, 50) + records(1, 0, 3)
+    assert schemas.all_raw and slicer(schemas) is raw_slice
+    assert raw_slice(batch, 7) == decode_slice(schemas.decode, batch, 7)
+    typed = resolve(
+        {
+            "CONNECTOR_NAME": "unit",
+            "TOPICS": "raw,zones",
+            "TOPIC_SCHEMAS": "raw=bytes,zones=edge.v1.ZoneSettingsChanged",
+            "PROTO_MODULES": "transforms.proto.edge",
+        }
+    ).schemas
+    assert not typed.all_raw and slicer(typed) is not raw_slice
+    _, poison = slicer(typed)([Record("zones", 0, 0, b"k", b"\xff\xff")], 0)
+    assert [p[2].stage for p in poison] == ["decode"]
