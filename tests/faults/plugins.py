@@ -70,8 +70,9 @@ class RecordingWriter:
         if self._rate <= 0:
             return
         now = time.monotonic()
-        if self._began is None:
-            self._began = now
+        if self._began is None or now - (self._began + self._written / self._rate) > 1.0:
+            # Time without partitions is no credit for a burst later: a slow sink stays slow.
+            self._began, self._written = now, 0
         self._written += count
         ahead = self._began + self._written / self._rate - now
         if ahead > 0:
