@@ -223,6 +223,27 @@ def test_a_stage_waiting_on_a_dependency_is_blocked_not_wedged() -> None:
     assert found is not None and found.stage == "write" and found.for_s == STUCK_AFTER + 1
 
 
+def test_a_write_that_lands_while_offsets_are_read_is_not_reported_blocked() -> None:
+    """The sink comes back during the probe: the retried write succeeds and its offsets are
+    committed while the probe awaits them. The report must not pair the committed offsets
+    (idle) with the wait that ended before they were read."""
+    waiting = RetryWaiting("write", "HTTP 503 from https://sink", since=5.0)
+    status = FakeStatus({("t", 0)}, ("write", 0.0), waiting)
+    fake: Any = FakeOffsets({("t", 0): 10})
+
+    async def fetch_while_the_write_lands(
+        partitions: set[TopicPartition],
+    ) -> tuple[dict[TopicPartition, int | None], dict[TopicPartition, int]]:
+        status.waiting, status.now_doing = None, (None, 9.0)  # written and committed
+        return {tp: 10 for tp in partitions}, {tp: 10 for tp in partitions}
+
+    fake.fetch = fetch_while_the_write_lands
+    probe = ConsumerCheck(status, fake, STUCK_AFTER, STUCK_AFTER, clock=lambda: 9.5)
+    report = asyncio.run(probe.run())
+    assert [p.reason for p in report.partitions] == ["idle"]
+    assert report.blocked is None and report.healthy
+
+
 def test_stuck_without_waiting_on_anything_stays_stuck() -> None:
     status = FakeStatus({("t", 0)}, (None, 0.0))
     fake: Any = FakeOffsets({("t", 0): 10})

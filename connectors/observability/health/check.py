@@ -74,17 +74,20 @@ class ConsumerCheck:
         self._wedged_stage: str | None = None
         self._lock = asyncio.Lock()
 
+    def _waiting(self) -> Blocked | None:
+        return blocked(self._status.blocked(), self._clock())
+
     async def run(self) -> ConsumerReport:
         async with self._lock:
-            waiting = blocked(self._status.blocked(), self._clock())
             stuck = self._wedge()
             partitions = await self._status.assignment()
             if not partitions:
                 self._keep_only(set())
-                return ConsumerReport((), wedged=stuck, blocked=waiting)
+                return ConsumerReport((), wedged=stuck, blocked=self._waiting())
             try:
                 committed, ends = await self._offsets.fetch(partitions)
             except OffsetsUnavailable as exc:
+                waiting = self._waiting()
                 metrics.OFFSET_FETCH_FAILURES.labels(self._status.connector).inc()
                 reason: Reason = "offsets_refused" if exc.refused else "offsets_unavailable"
                 found = tuple(
@@ -93,6 +96,9 @@ class ConsumerCheck:
                 report = ConsumerReport(found, str(exc), stuck, waiting)
                 self._note_transitions(report)
                 return report
+            # Read after the offsets: a write that succeeded and committed while they were
+            # fetched must not be reported blocked beside the offsets it committed.
+            waiting = self._waiting()
             judged = self._judged(partitions, committed, ends, waiting)
             report = ConsumerReport(judged, wedged=stuck, blocked=waiting)
             self._keep_only(partitions)
