@@ -136,12 +136,10 @@ def entry_bytes(record: Record, key: bytes | None, value: Any) -> Entry:
     """`entry` for a writer that stores bytes only (`StoresBytes`): the message is let go
     as soon as it is encoded, so it is freed while still in the CPU's caches and a batch
     waiting for its write holds bytes, not upb messages (about 2 KB less per entry)."""
-    if type(value) is bytes:
-        return _new_entry(Entry, (record, key, value, None, ()))
     if isinstance(value, Message):
         encoded = value.SerializeToString(deterministic=True)
         return _new_entry(Entry, (record, key, encoded, None, ()))
-    return _new_entry(Entry, (record, key, _as_bytes(value), None, ()))
+    return entry(record, key, value)  # no message to keep
 
 
 #: An entry maker: `entry`, or `entry_bytes` for writers that never read `Entry.message`.

@@ -228,7 +228,7 @@ class Chain:
         whose transform raised RetriableError stops the batch there (`Applied.stopped`)."""
         seconds: dict[str, float] = {}
         if not self.steps:  # pass-through: an entry per record, built in one comprehension
-            keep = self.entry is entry
+            keep = self.keeps_messages
             passed = [
                 _new_tuple(Entry, (r, r.key, r.value, m if keep else None, r.headers))
                 for _, r, m in decoded
@@ -257,7 +257,7 @@ class Chain:
     ) -> list[Entry]:
         steps = self.steps
         if not steps:
-            kept = message if self.entry is entry else None
+            kept = message if self.keeps_messages else None
             return [Entry(record, record.key, record.value, kept, record.headers)]
         # TransformContext.of, inlined: tuple.__new__ without a method call per record
         ctx: TransformContext = _new_tuple(
