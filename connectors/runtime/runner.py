@@ -107,6 +107,7 @@ class Runner:
         self._stopping = asyncio.Event()
         self._retry = Retrier(pipeline.retry, self.reader, self._instruments, self._stopping)
         chain = pipeline.chain.storing_bytes() if stores_bytes(self.writer) else pipeline.chain
+        self._decode_slice = slicer(pipeline.schemas)  # the topics' types are fixed
         self._transforms = TransformStage(
             chain, pipeline.transform, self._retry, runtime.connector_name
         )
@@ -303,7 +304,6 @@ class Runner:
         at 20,000); async and batch transforms get the whole batch, since how much of it
         can be in flight at once is what makes them fast."""
         records = batch.records
-        decode_slice = slicer(self.pipeline.schemas)
         step = DECODE_SLICE if self._transforms.chain.is_sync else max(len(records), 1)
         entries: list[Entry] = []
         poison: list[Poison] = []
@@ -312,7 +312,7 @@ class Runner:
         for start in range(0, len(records), step):
             self._activity = ("decode", time.monotonic())
             started = time.perf_counter()
-            decoded, bad = decode_slice(records[start : start + step], start)
+            decoded, bad = self._decode_slice(records[start : start + step], start)
             decoded_at = time.perf_counter()
             self._activity = ("transform", time.monotonic())
             applied = await self._transforms.apply(decoded, trace)
