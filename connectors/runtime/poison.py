@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 from collections import deque
+
+from connectors.config.settings import DeadLetterSettings
+from connectors.core.dead_letters import DeadLetter
+from connectors.core.errors import FatalError, PoisonError
+from connectors.core.records import Record
+from connectors.runtime.decoding import Poison
+from connectors.runtime.instruments import Instruments
+
+_log = logging.getLogger("connectors.runtime.runner")
 
 
 class Breaker:
@@ -46,3 +56,49 @@ class Breaker:
     @property
     def tripped(self) -> bool:
         return min(self._seen, self._window) >= self._min and self.ratio > self._max_ratio
+
+
+class Judge:
+    """Turns poison into dead letters, unless it must stop the connector: `ON_ERROR=fail`,
+    or the breaker tripped (a broken pipeline, not a few bad records)."""
+
+    def __init__(
+        self, on_error: str, settings: DeadLetterSettings, instruments: Instruments
+    ) -> None:
+        self._fail = on_error == "fail"
+        self._settings = settings
+        self._instruments = instruments
+        self._breaker = Breaker(settings.max_ratio, settings.window)
+
+    def letters(self, count: int, poison: list[Poison]) -> list[DeadLetter]:
+        """Dead letters for `poison` (sorted by index) among `count` records; healthy
+        records reach the breaker as counts of the runs between poison ones."""
+        breaker = self._breaker
+        letters: list[DeadLetter] = []
+        judged = 0
+        for index, record, error in poison:
+            breaker.record_ok(index - judged)
+            judged = index + 1
+            letters.append(self.letter(record, error))
+        breaker.record_ok(count - judged)
+        return letters
+
+    def letter(self, record: Record, exc: PoisonError) -> DeadLetter:
+        """A dead letter for `record`, unless poison must stop the connector."""
+        where = f"{record.topic}[{record.partition}]@{record.offset}"
+        self._instruments.failed(exc.stage)
+        if self._fail:
+            raise FatalError(
+                f"{exc.stage} failed for {where}: {exc}; ON_ERROR=fail, nothing committed past it"
+            ) from exc
+        self._breaker.record(True)
+        if self._breaker.tripped:
+            settings = self._settings
+            raise FatalError(
+                f"more than {settings.max_ratio:.0%} of the last {settings.window} records are "
+                f"poison (last: {exc.stage} at {where}: {exc}); stopping instead of "
+                f"dead-lettering the topic, nothing committed past it"
+            ) from exc
+        _log.warning("dead-lettering %s (%s): %s", where, exc.stage, exc)
+        cause = exc.__cause__ if exc.__cause__ is not None else exc
+        return DeadLetter(record, exc.stage, type(cause).__name__, str(exc))

@@ -46,7 +46,7 @@ from connectors.runtime.accumulator import Accumulator
 from connectors.runtime.catch_up import CatchUp
 from connectors.runtime.decoding import DECODE_SLICE, Poison, slicer
 from connectors.runtime.instruments import Instruments
-from connectors.runtime.poison import Breaker
+from connectors.runtime.poison import Judge
 from connectors.runtime.retry import Abandoned, Retrier, Waiting
 from connectors.runtime.transforming import TransformStage
 
@@ -111,7 +111,7 @@ class Runner:
         self._transforms = TransformStage(
             chain, pipeline.transform, self._retry, runtime.connector_name
         )
-        self._breaker = Breaker(pipeline.dead_letter.max_ratio, pipeline.dead_letter.window)
+        self._judge = Judge(runtime.on_error, pipeline.dead_letter, self._instruments)
         self._catch_up = CatchUp(self.reader, report) if until_caught_up else None
         self._pending = Accumulator(flush_policy(self.writer))
         self._committer = offset_committer(self.writer)
@@ -275,7 +275,7 @@ class Runner:
         if exc.record is None:
             raise FatalError(f"writer rejected a batch without naming a record: {exc}") from exc
         rejected = _position(exc.record)
-        letters.append(self._poison(exc.record, exc))
+        letters.append(self._judge.letter(exc.record, exc))
         return WriteBatch(
             write_batch.batch,
             tuple(e for e in write_batch.entries if _position(e.source) != rejected),
@@ -326,43 +326,10 @@ class Runner:
                 seconds[name] = seconds.get(name, 0.0) + spent
         if poison:
             poison.sort(key=lambda found: found[0])
-        letters = self._judge(len(records), poison)
+        letters = self._judge.letters(len(records), poison)
         self._instruments.transformed(decode_s, transform_s, seconds, trace.exemplar())
         trace.summed(("decode", decode_s), ("transform", transform_s))
         return WriteBatch(batch, tuple(entries)), letters
-
-    def _judge(self, count: int, poison: list[Poison]) -> list[DeadLetter]:
-        """Dead letters for `poison` (sorted by index); healthy records reach the breaker as
-        counts of the runs between poison ones."""
-        breaker = self._breaker
-        letters: list[DeadLetter] = []
-        judged = 0
-        for index, record, error in poison:
-            breaker.record_ok(index - judged)
-            judged = index + 1
-            letters.append(self._poison(record, error))
-        breaker.record_ok(count - judged)
-        return letters
-
-    def _poison(self, record: Record, exc: PoisonError) -> DeadLetter:
-        """A dead letter for `record`, unless poison must stop the connector."""
-        where = f"{record.topic}[{record.partition}]@{record.offset}"
-        self._instruments.failed(exc.stage)
-        if self.pipeline.runtime.on_error == "fail":
-            raise FatalError(
-                f"{exc.stage} failed for {where}: {exc}; ON_ERROR=fail, nothing committed past it"
-            ) from exc
-        self._breaker.record(True)
-        if self._breaker.tripped:
-            settings = self.pipeline.dead_letter
-            raise FatalError(
-                f"more than {settings.max_ratio:.0%} of the last {settings.window} records are "
-                f"poison (last: {exc.stage} at {where}: {exc}); stopping instead of "
-                f"dead-lettering the topic, nothing committed past it"
-            ) from exc
-        _log.warning("dead-lettering %s (%s): %s", where, exc.stage, exc)
-        cause = exc.__cause__ if exc.__cause__ is not None else exc
-        return DeadLetter(record, exc.stage, type(cause).__name__, str(exc))
 
 
 #: Seconds an abandoned batch's task gets to leave the group and close the writer.
