@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import struct
 from collections.abc import Mapping
+from operator import attrgetter
 from typing import NamedTuple
 
 from connectors import (
@@ -31,6 +32,7 @@ from connectors import (
 )
 
 _OFFSET = struct.Struct(">q")
+_key = attrgetter("key")
 
 #: The dead-letter headers that say where a replayed record was first read from.
 _ORIGIN = frozenset((DLQ_ORIGINAL_TOPIC, DLQ_ORIGINAL_PARTITION, DLQ_ORIGINAL_OFFSET))
@@ -106,6 +108,8 @@ def origin(record: Record) -> Origin | None:
 
 def reject_keyless(entries: list[Entry]) -> None:
     """A key-value store cannot hold an entry without a key: that record is poison."""
+    if all(map(_key, entries)):
+        return
     for entry in entries:
         if not entry.key:
             raise PoisonError("write", "entry has no key; the KV writer needs one", entry.source)
