@@ -88,7 +88,7 @@ class RuntimeSettings(Settings):
         None, description="path of a FileDescriptorSet (protoc --descriptor_set_out)"
     )
     proto_modules: Names = Field((), description="comma-separated modules defining protobufs")
-    batch_max_messages: int = Field(20_000, ge=1, le=1_000_000, description="an integer 1-1000000")
+    batch_max_messages: int = Field(40_000, ge=1, le=1_000_000, description="an integer 1-1000000")
     batch_max_wait_ms: int = Field(500, ge=0, le=600_000, description="milliseconds 0-600000")
     metrics_port: int = Field(9464, ge=0, le=65535, description="a TCP port 0-65535 (0: off)")
     metrics_host: str = Field(

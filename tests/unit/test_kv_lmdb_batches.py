@@ -1,8 +1,9 @@
 """The LMDB store against a model, over many batches: what the store holds is what
 applying each record once, in the order read, gives.
 
-Most batches take the one-call path (`putmulti`: one entry per record, nothing replayed,
-no deletion); the others go entry by entry. Both must leave the same store, so the
+Most batches are put in runs of one LMDB call each (`putmulti`, split where an entry
+deletes): nothing in them is replayed, sent back from the dead letters or watched by the
+replay guard. The others go entry by entry. Both must leave the same store, so the
 batches drawn here mix the two: replays after a crash, deletions, records a transform
 dropped or split in two, several partitions writing the same key.
 """
@@ -98,14 +99,14 @@ async def test_a_plain_batch_is_put_in_one_call(tmp_path: Path) -> None:
     store = LmdbStore(KVSettings(url=f"lmdb:{tmp_path}", sync=False), "c")  # type: ignore[call-arg]
     await store.start()
     calls: list[int] = []
-    put_all = store._put_all
+    put_plain = store._put_plain
 
     def counted(*args: object) -> bool:
-        done = put_all(*args)  # type: ignore[arg-type]
+        done = put_plain(*args)  # type: ignore[arg-type]
         calls.append(int(done))
         return done
 
-    store._put_all = counted  # type: ignore[method-assign]
+    store._put_plain = counted  # type: ignore[method-assign]
     records = [Record("t", 0, o, b"k%d" % o, b"v") for o in range(100)]
     await store.write(WriteBatch(Batch(records), tuple(Entry(r, r.key, r.value) for r in records)))
     replay = records[50:] + [Record("t", 0, 100, b"k100", b"v")]
