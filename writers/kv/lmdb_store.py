@@ -228,8 +228,8 @@ class LmdbStore:
         """The usual batch, whose entries need no judging one by one (none is a replay or
         a dead letter sent back, and the replay guard watches none of their keys): put in
         runs of one LMDB call each (`putmulti`), split where an entry deletes. Put one by
-        one, an entry cost about 1 µs more (bench/RESULTS.md). False, having changed
-        nothing, for any other batch."""
+        one, an entry cost about 0.35 µs more (`python -m bench.lmdb_apply`). False,
+        having changed nothing, for any other batch."""
         entries = batch.entries
         if not entries:
             return True
