@@ -54,8 +54,11 @@ class Variant:
         return variant
 
 
-def run_variant(setup: Setup, variant: Variant, topic: str, n: int) -> tuple[float, float, float]:
-    """(msg/s first write to last, CPU-s per million, peak RSS MB) of one run."""
+def run_variant(
+    setup: Setup, variant: Variant, topic: str, n: int
+) -> tuple[float, float, float, str]:
+    """(msg/s first write to last, CPU-s per million, peak RSS MB, where the time went:
+    batches written and the runtime's seconds per stage) of one run."""
     import json
 
     tag = uuid.uuid4().hex[:8]
@@ -80,7 +83,8 @@ def run_variant(setup: Setup, variant: Variant, topic: str, n: int) -> tuple[flo
         raise RuntimeError(f"{variant.name} wrote {result['records']} records, expected {n}")
     elapsed = result["last_write_at"] - result["first_write_at"]
     cpu = result["cpu_last"] - result["cpu_first"]
-    return n / elapsed, cpu / n * 1e6, done.max_rss_mb
+    stages = ", ".join(f"{name} {s:.1f} s" for name, s in sorted(result["stage_seconds"].items()))
+    return n / elapsed, cpu / n * 1e6, done.max_rss_mb, f"{result['batches']} batches; {stages}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -107,10 +111,10 @@ def main(argv: list[str] | None = None) -> int:
         data.produce_file(broker.bootstrap, topic, args.partitions, payload)
         for round_no in range(1, args.rounds + 1):
             for variant in variants:
-                rate, cpu, rss = run_variant(setup, variant, topic, args.messages)
+                rate, cpu, rss, where = run_variant(setup, variant, topic, args.messages)
                 results[variant.name].append((rate, cpu, rss))
                 print(f"round {round_no} {variant.name}: {rate:,.0f} msg/s, {cpu:.2f} CPU-s/1M, "
-                      f"{rss:.0f} MB", flush=True)  # fmt: skip
+                      f"{rss:.0f} MB ({where})", flush=True)  # fmt: skip
     finally:
         broker.close()
         shutil.rmtree(workdir, ignore_errors=True)
