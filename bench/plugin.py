@@ -5,7 +5,8 @@ is otherwise exactly what a user runs. Per `write` call (one batch) it notes the
 the process's CPU time (all threads, so the LMDB worker thread counts) before the first and
 after the last write; with `BENCH_LATENCY_FILE` set it also records, per record, the time
 from the record's Kafka timestamp (CreateTime: when the producer produced it) to the moment
-the inner write returned, that is, when LMDB committed the transaction holding it.
+the inner write returned, that is, when LMDB committed the transaction holding it. The LMDB
+writer stages its writes (`StagesWrites`): then the moment is when the staged commit ended.
 
 Everything is written at `close()` (the runner calls it on exit, also after SIGTERM):
 `BENCH_STATS_FILE` gets a JSON object, `BENCH_LATENCY_FILE` pairs of int64
@@ -14,14 +15,17 @@ Everything is written at `close()` (the runner calls it on exit, also after SIGT
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import time
 from array import array
+from collections.abc import Awaitable
 from pathlib import Path
 
 from connectors import WriteBatch, Writer, WriterContext, WriterPlugin, metrics, stores_bytes
 from connectors.core.registry import WRITERS
+from connectors.core.writer import stager
 from writers.kv import PLUGIN as KV
 from writers.kv.settings import KVSettings
 
@@ -42,25 +46,50 @@ class TimedWriter:
         self._last: tuple[float, float] = (0.0, 0.0)
         self._records = 0
         self._batches = 0
+        if stager(inner) is not None:
+            self.stage = self._stage  # only then is this writer a `StagesWrites` too
 
     async def start(self) -> None:
         await self._inner.start()
 
     async def write(self, batch: WriteBatch) -> None:
+        self._began()
+        await self._inner.write(batch)
+        self._stored(len(batch.batch.records), self._timestamps(batch))
+
+    async def _stage(self, batch: WriteBatch) -> Awaitable[None]:
+        inner = stager(self._inner)
+        assert inner is not None
+        self._began()
+        durable = asyncio.ensure_future(await inner.stage(batch))
+        count, timestamps = len(batch.batch.records), self._timestamps(batch)
+        durable.add_done_callback(
+            lambda done: (
+                None if done.cancelled() or done.exception() else self._stored(count, timestamps)
+            )
+        )
+        return durable
+
+    def _began(self) -> None:
         if self._first is None:
             self._first = (time.time(), time.process_time())
-        await self._inner.write(batch)
+
+    def _timestamps(self, batch: WriteBatch) -> array[int] | None:
+        if self._latency is None:
+            return None
+        return array("q", (record.timestamp_ms for record in batch.batch.records))
+
+    def _stored(self, count: int, timestamps: array[int] | None) -> None:
         now = time.time()
         self._last = (now, time.process_time())
-        records = batch.batch.records
-        self._records += len(records)
+        self._records += count
         self._batches += 1
-        if self._latency is not None:
+        if timestamps is not None:
             now_us = int(now * 1_000_000)
             samples = self._samples
-            for record in records:
-                samples.append(record.timestamp_ms)
-                samples.append(now_us - record.timestamp_ms * 1000)
+            for timestamp_ms in timestamps:
+                samples.append(timestamp_ms)
+                samples.append(now_us - timestamp_ms * 1000)
 
     async def check(self) -> None:
         await self._inner.check()

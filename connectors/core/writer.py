@@ -25,7 +25,7 @@ Anything else is treated as fatal.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
@@ -115,6 +115,28 @@ class StoresBytes(Writer, Protocol):
     freeing it while it is still in the CPU's caches is cheaper than after the write."""
 
     stores_bytes: bool
+
+
+@runtime_checkable
+class StagesWrites(Writer, Protocol):
+    """A writer whose `write` ends with a long step that holds no Python lock and can fail
+    only as a whole: LMDB's commit, which writes the pages the batch changed and fsyncs
+    them. `stage` returns as soon as that step has begun, with it running; the runner reads
+    and transforms the next batch meanwhile, and awaits the step before it commits offsets
+    and before it stages the next batch (so writes and commits stay in order).
+
+    The step's awaitable returns once every entry is durably stored, or raises; when it
+    raises, nothing of the batch is stored. `stage` raises as `write` does (a poison
+    record, a retriable failure) with nothing begun. A batch given to `write` instead is
+    stored as before: `write` stays the whole contract, `stage` is the faster path."""
+
+    async def stage(self, batch: WriteBatch) -> Awaitable[None]:
+        """Store `batch` up to its last step, and return that step, running."""
+
+
+def stager(writer: Writer) -> StagesWrites | None:
+    """The writer, when it can stage its writes; None for every other."""
+    return writer if isinstance(writer, StagesWrites) else None
 
 
 def stores_bytes(writer: Writer) -> bool:

@@ -18,8 +18,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager, suppress
 from functools import partial
 from typing import Any
 
@@ -27,9 +27,9 @@ from prometheus_client import Histogram
 
 from connectors.config.pipeline import Pipeline
 from connectors.core.dead_letters import DeadLetter, DeadLetterSink
-from connectors.core.errors import FatalError, PoisonError, RetriableError
+from connectors.core.errors import FatalError, RetriableError
 from connectors.core.reader import Reader, ReaderContext
-from connectors.core.records import Batch, Entry, Record, TopicPartition, WriteBatch
+from connectors.core.records import Batch, Entry, TopicPartition, WriteBatch
 from connectors.core.writer import (
     Writer,
     WriterContext,
@@ -49,18 +49,9 @@ from connectors.runtime.instruments import Instruments
 from connectors.runtime.poison import Judge
 from connectors.runtime.retry import Abandoned, Retrier, Waiting
 from connectors.runtime.transforming import TransformStage
+from connectors.runtime.writing import WriteStage, Written
 
 _log = logging.getLogger("connectors.runtime.runner")
-
-
-def _position(record: Record) -> tuple[str, int, int]:
-    return (record.topic, record.partition, record.offset)
-
-
-def _unstored(write_batch: WriteBatch, stored: frozenset[int]) -> WriteBatch:
-    """`write_batch` without the entries at the indices a writer reported stored."""
-    entries = tuple(e for i, e in enumerate(write_batch.entries) if i not in stored)
-    return WriteBatch(write_batch.batch, entries)
 
 
 class Runner:
@@ -115,6 +106,8 @@ class Runner:
         self._catch_up = CatchUp(self.reader, report) if until_caught_up else None
         self._pending = Accumulator(flush_policy(self.writer))
         self._committer = offset_committer(self.writer)
+        self._writing = WriteStage(self.writer, self._retry, self._judge, self._instruments)
+        self._unsettled: Written | None = None
         self._in_flight = asyncio.Lock()
         self._progress = progress or Progress(runtime.connector_name, 0)
         self._activity: tuple[str | None, float] = (None, time.monotonic())
@@ -170,6 +163,7 @@ class Runner:
             if partitions:
                 _log.info("partitions revoked: %s", partitions)
             await self._flush()
+            await self._settle()
             if self._committer is not None:
                 await self._committer.revoked(partitions)
 
@@ -177,7 +171,8 @@ class Runner:
         poll_seconds = self._instruments.poll_seconds
         while not self._stopping.is_set():
             started = time.perf_counter()
-            batch = await self._retry("poll", self.reader.batch, keepalive=False)
+            async with self._settled_if_failing(locking=True):
+                batch = await self._retry("poll", self.reader.batch, keepalive=False)
             elapsed = time.perf_counter() - started
             poll_seconds.observe(elapsed)
             tracing.poll(self._name, batch, elapsed)
@@ -187,11 +182,14 @@ class Runner:
                 self._pending.add(batch)
                 if self._pending.due():
                     await self._flush()
+                elif not batch.records:
+                    await self._settle()  # nothing came to overlap its store commit with
             self._progress.tick()
             if self._catch_up is not None and await self._catch_up.done():
                 break
         async with self._in_flight:
             await self._flush()
+            await self._settle()
 
     async def _flush(self) -> None:
         batch = self._pending.take()
@@ -203,24 +201,92 @@ class Runner:
                     self._activity = (None, time.monotonic())
 
     async def _write_and_commit(self, batch: Batch, trace: tracing.BatchTrace) -> None:
-        """Transform, write what came out, dead-letter what could not, then commit."""
+        """Transform, write what came out, dead-letter what could not, then commit.
+
+        With a writer that stages its writes (LMDB), the commit of this batch waits for
+        the next one: the writer's last step (LMDB's commit: pages written and fsynced)
+        runs while the next batch is read and transformed, and `_settle` awaits it before
+        anything more is written or any offset committed. Offsets still follow the write."""
         meter = self._instruments
         meter.read(batch)
-        write_batch, letters = await self._transform(batch, trace)
-        with self._stage("write", trace, meter.write_seconds):
-            written = await self._write(trace.carry(write_batch), letters)
-        meter.entries_written.inc(written)
+        async with self._settled_if_failing(locking=False):  # _flush holds the lock
+            write_batch, letters = await self._transform(batch, trace)
+        await self._settle()  # the batch before: its store commit ran during this transform
+        started = time.perf_counter()
+        with self._stage("write", trace):
+            written, durable = await self._writing.write(trace.carry(write_batch), letters)
+        del write_batch
         meter.aged(batch)
-        if letters:
+        done = Written(
+            durable,
+            batch.next_offsets,
+            len(batch),
+            written,
+            letters,
+            trace,
+            time.perf_counter() - started,
+        )
+        if durable is None:
+            await self._commit(done)
+        else:
+            self._unsettled = done
+
+    async def _settle(self) -> None:
+        """Wait for the staged batch's last write step, then dead-letter and commit it. A
+        step that failed stored nothing of its batch, whose records are no longer held:
+        the loop stops with nothing of it committed, and the restart reads it again."""
+        unsettled, self._unsettled = self._unsettled, None
+        if unsettled is None or unsettled.durable is None:
+            return
+        started = time.perf_counter()
+        self._activity = ("write", time.monotonic())
+        try:
+            await unsettled.durable
+        except RetriableError as exc:
+            raise FatalError(
+                f"the writer's commit failed after its batch was staged, so nothing of the "
+                f"batch was stored or committed; it is read again at restart: {exc}"
+            ) from exc
+        unsettled.write_s += time.perf_counter() - started
+        await self._commit(unsettled)
+
+    @asynccontextmanager
+    async def _settled_if_failing(self, *, locking: bool) -> AsyncIterator[None]:
+        """A poll or transform that fails (the run stops, a batch is abandoned) first lets
+        the batch before, already written, be committed: it is not read again. `locking`
+        when the caller does not hold `_in_flight` already."""
+        try:
+            yield
+        except BaseException:
+            try:
+                if locking:
+                    async with self._in_flight:
+                        await self._settle()
+                else:
+                    await self._settle()
+            except (FatalError, RetriableError, Abandoned, OSError) as exc:
+                # the failure that stops the run is the one to raise
+                _log.warning("the batch before could not be committed: %s", exc)
+            raise
+
+    async def _commit(self, done: Written) -> None:
+        """Dead-letter what a batch could not store, then commit its offsets."""
+        meter, trace = self._instruments, done.trace
+        meter.write_seconds.observe(done.write_s, trace.exemplar())
+        meter.entries_written.inc(done.written)
+        if done.letters:
             with self._stage("dead_letter", trace):
-                await self._dead_letter(letters, trace)
-        offsets = batch.next_offsets
+                await self._dead_letter(done.letters, trace)
+        offsets = done.offsets
         commit = self.reader.commit if self._committer is None else self._committer.commit
-        with self._stage("commit", trace, meter.commit_seconds):
-            await self._retry("commit", partial(commit, offsets), keepalive=True)
-        meter.committed(offsets, len(batch))
-        self._progress.count(len(batch))
-        self.recent.processed(len(batch))
+        try:
+            with self._stage("commit", trace, meter.commit_seconds):
+                await self._retry("commit", partial(commit, offsets), keepalive=True)
+        finally:
+            self._activity = (None, time.monotonic())
+        meter.committed(offsets, done.records)
+        self._progress.count(done.records)
+        self.recent.processed(done.records)
 
     @contextmanager
     def _stage(
@@ -234,52 +300,6 @@ class Runner:
             yield
         if seconds is not None:
             seconds.observe(time.perf_counter() - started, trace.exemplar())
-
-    async def _write(self, write_batch: WriteBatch, letters: list[DeadLetter]) -> int:
-        """Write until every entry is stored; returns how many were. Records the writer
-        rejects for good become dead letters, and what the writer reports as stored
-        (`stored` of its error) is not handed to it again: each attempt gets only the rest."""
-        in_flight = self._instruments.in_flight
-        total = len(write_batch.entries)
-        rejected = 0
-        pending = write_batch
-
-        async def attempt() -> None:
-            nonlocal pending
-            in_flight.set(len(pending.entries))
-            try:
-                await self.writer.write(pending)
-            except (RetriableError, PoisonError) as exc:
-                if exc.stored:
-                    pending = _unstored(pending, exc.stored)
-                raise
-
-        try:
-            while True:
-                try:
-                    await self._retry("write", attempt, keepalive=True)
-                except PoisonError as exc:
-                    before = len(pending.entries)
-                    pending = self._without(pending, exc, letters)
-                    rejected += before - len(pending.entries)
-                    continue
-                return total - rejected
-        finally:
-            in_flight.set(0)
-
-    def _without(
-        self, write_batch: WriteBatch, exc: PoisonError, letters: list[DeadLetter]
-    ) -> WriteBatch:
-        """`write_batch` (what is left unstored of it) without the entries of the record the
-        writer rejected, which joins `letters`."""
-        if exc.record is None:
-            raise FatalError(f"writer rejected a batch without naming a record: {exc}") from exc
-        rejected = _position(exc.record)
-        letters.append(self._judge.letter(exc.record, exc))
-        return WriteBatch(
-            write_batch.batch,
-            tuple(e for e in write_batch.entries if _position(e.source) != rejected),
-        )
 
     async def _dead_letter(self, letters: list[DeadLetter], trace: tracing.BatchTrace) -> None:
         if trace.active:

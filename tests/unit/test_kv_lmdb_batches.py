@@ -3,9 +3,10 @@ applying each record once, in the order read, gives.
 
 Most batches are put in key order (a stable sort: entries of one key keep their order), in
 runs of one LMDB call each (`putmulti`, split where an entry deletes): nothing in them is
-replayed, sent back from the dead letters or watched by the replay guard. The others go entry by entry. Both must leave the same store, so the
-batches drawn here mix the two: replays after a crash, deletions, records a transform
-dropped or split in two, several partitions writing the same key.
+replayed, sent back from the dead letters or watched by the replay guard. The others go
+entry by entry. Both must leave the same store, so the batches drawn here mix the two:
+replays after a crash, deletions, records a transform dropped or split in two, several
+partitions writing the same key.
 """
 
 from __future__ import annotations
@@ -32,14 +33,18 @@ shape = st.sampled_from(["one", "one", "one", "one", "none", "two"])
 @st.composite
 def runs(draw: st.DrawFn) -> tuple[dict[int, list[tuple[bytes, bytes | None]]], list]:
     logs = {p: draw(st.lists(log_record, min_size=1, max_size=30)) for p in (0, 1)}
+    # What the transform makes of each record, the same each time the record is read: a
+    # transform that drops a record once and not on its replay is not this test's subject
+    # (a batch with no entries may leave the position where it was).
+    made = {
+        p: draw(st.lists(shape, min_size=len(log), max_size=len(log))) for p, log in logs.items()
+    }
     reads = []  # (partition, first offset, last offset + 1, shapes): in the order read
     for _ in range(draw(st.integers(1, 8))):
         p = draw(st.sampled_from([0, 1]))
         start = draw(st.integers(0, len(logs[p]) - 1))  # below a stored position: a replay
         end = draw(st.integers(start + 1, len(logs[p])))
-        reads.append(
-            (p, start, end, draw(st.lists(shape, min_size=end - start, max_size=end - start)))
-        )
+        reads.append((p, start, end, made[p][start:end]))
     return logs, reads
 
 

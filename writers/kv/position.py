@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import struct
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from operator import attrgetter
 from typing import NamedTuple
 
@@ -106,7 +106,7 @@ def origin(record: Record) -> Origin | None:
     return Origin(topic, partition, offset)
 
 
-def reject_keyless(entries: list[Entry]) -> None:
+def reject_keyless(entries: Sequence[Entry]) -> None:
     """A key-value store cannot hold an entry without a key: that record is poison."""
     if all(map(_key, entries)):
         return
