@@ -2,7 +2,9 @@
 
 Everything that could lose data is decided here, once, for every reader and writer:
 
-- offsets are committed only for records whose entries the writer stored;
+- offsets are committed only for records whose entries the writer stored; a writer's
+  last step that needs no Python (LMDB's commit, `StagesWrites`) runs while the next
+  batch is read and transformed, and is awaited before any offset of its batch;
 - a retriable failure (at start too, or raised by a transform) retries with capped,
   jittered backoff and commits nothing meanwhile; a fatal one stops the loop with nothing committed;
 - a record that cannot be decoded, transformed or stored is poison: dead-lettered with its
