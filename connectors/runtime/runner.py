@@ -238,18 +238,19 @@ class Runner:
         step that failed stored nothing of its batch, whose records are no longer held:
         the loop stops with nothing of it committed, and the restart reads it again."""
         unsettled, self._unsettled = self._unsettled, None
-        if unsettled is None or unsettled.durable is None:
+        if unsettled is None:
             return
-        started = time.perf_counter()
-        self._activity = ("write", time.monotonic())
-        try:
-            await unsettled.durable
-        except RetriableError as exc:
-            raise FatalError(
-                f"the writer's commit failed after its batch was staged, so nothing of the "
-                f"batch was stored or committed; it is read again at restart: {exc}"
-            ) from exc
-        unsettled.write_s += time.perf_counter() - started
+        if unsettled.durable is not None:
+            started = time.perf_counter()
+            self._activity = ("write", time.monotonic())
+            try:
+                await unsettled.durable
+            except RetriableError as exc:
+                raise FatalError(
+                    f"the writer's commit failed after its batch was staged, so nothing of "
+                    f"the batch was stored or committed; it is read again at restart: {exc}"
+                ) from exc
+            unsettled.write_s += time.perf_counter() - started
         await self._commit(unsettled)
 
     @asynccontextmanager
