@@ -107,3 +107,49 @@ def test_each_partition_fetches_its_share_of_the_budget(kafka: KafkaBroker) -> N
             await reader.close()
 
     assert asyncio.run(share()) == 4_194_304 // 8
+
+
+def test_a_caught_up_reader_does_not_wait_for_records_still_being_produced(
+    kafka: KafkaBroker,
+) -> None:
+    """A producer writing steadily to 6 partitions leaves "more in the log" after every
+    fetch; the batch takes what the logs held when it began, and does not wait for the
+    rest to arrive."""
+    from aiokafka import AIOKafkaProducer
+
+    topic = f"batches-{uuid.uuid4().hex[:8]}"
+    create_topic(kafka.bootstrap, topic, partitions=6)
+    reader = _reader(kafka.bootstrap, topic, 100_000)  # BATCH_MAX_WAIT_MS 1000
+
+    async def timed() -> list[float]:
+        producer = AIOKafkaProducer(bootstrap_servers=kafka.bootstrap, linger_ms=5)
+        await producer.start()
+        stop = asyncio.Event()
+
+        async def produce_steadily() -> None:
+            while not stop.is_set():
+                for n in range(60):
+                    await producer.send(topic, VALUE, partition=n % 6)
+                await asyncio.sleep(0.01)  # about 6,000 records/s, the offered load
+
+        await reader.start(_revoked)
+        producing = asyncio.create_task(produce_steadily())
+        took: list[float] = []
+        try:
+            deadline = time.monotonic() + 30
+            while len(took) < 20 and time.monotonic() < deadline:
+                started = time.monotonic()
+                batch = await reader.batch()
+                if batch.records:
+                    took.append(time.monotonic() - started)
+        finally:
+            stop.set()
+            await producing
+            await producer.stop()
+            await reader.close()
+        return took
+
+    took = asyncio.run(timed())
+    assert len(took) == 20
+    # Waiting for the batch to fill would take BATCH_MAX_WAIT_MS, 1 s, for each of them.
+    assert sorted(took)[10] < 0.5, took
