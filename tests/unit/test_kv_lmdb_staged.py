@@ -15,7 +15,8 @@ import pytest
 
 from connectors import Batch, Entry, PoisonError, Record, WriteBatch
 from connectors.core.writer import stager
-from writers.kv.lmdb_store import LmdbStore, LmdbView
+from tests.unit.test_kv_lmdb import view_at
+from writers.kv.lmdb_store import LmdbStore
 from writers.kv.settings import KVSettings
 
 
@@ -33,14 +34,6 @@ async def store_at(path: Path) -> LmdbStore:
     return store
 
 
-def held(path: Path) -> dict[bytes, bytes]:
-    view = LmdbView(KVSettings(url=f"lmdb:{path}"))  # type: ignore[call-arg]
-    try:
-        return dict(view.items())
-    finally:
-        view.close()
-
-
 async def test_the_store_stages_and_its_commit_ends_with_the_batch_stored(tmp_path: Path) -> None:
     store = await store_at(tmp_path)
     assert stager(store) is store
@@ -49,7 +42,7 @@ async def test_the_store_stages_and_its_commit_ends_with_the_batch_stored(tmp_pa
     # The position moved with it: a replay of those offsets is skipped.
     await asyncio.wait_for(await store.stage(batch(entry(0, b"a", b"old"))), timeout=10)
     await store.close()
-    assert held(tmp_path) == {b"a": b"1", b"b": b"2"}
+    assert view_at(tmp_path) == {b"a": b"1", b"b": b"2"}
 
 
 async def test_a_poison_record_stops_stage_with_nothing_begun(tmp_path: Path) -> None:
@@ -63,7 +56,7 @@ async def test_a_poison_record_stops_stage_with_nothing_begun(tmp_path: Path) ->
     rest = WriteBatch(full.batch, (full.entries[0], full.entries[2]))
     await asyncio.wait_for(await store.stage(rest), timeout=10)
     await store.close()
-    assert held(tmp_path) == {b"a": b"1", b"b": b"2"}
+    assert view_at(tmp_path) == {b"a": b"1", b"b": b"2"}
 
 
 async def test_a_batch_that_changes_nothing_is_done_at_once(tmp_path: Path) -> None:
@@ -81,4 +74,4 @@ async def test_close_waits_for_a_commit_still_running(tmp_path: Path) -> None:
     durable = await store.stage(batch(*entries))
     await store.close()  # not awaiting `durable` first: an abandoned batch at shutdown
     assert durable.done() if isinstance(durable, asyncio.Future) else True
-    assert len(held(tmp_path)) == 20_000
+    assert len(view_at(tmp_path)) == 20_000
