@@ -75,3 +75,13 @@ async def test_close_waits_for_a_commit_still_running(tmp_path: Path) -> None:
     await store.close()  # not awaiting `durable` first: an abandoned batch at shutdown
     assert durable.done() if isinstance(durable, asyncio.Future) else True
     assert len(view_at(tmp_path)) == 20_000
+
+
+async def test_a_closed_store_starts_and_writes_again(tmp_path: Path) -> None:
+    store = await store_at(tmp_path)
+    await store.write(batch(entry(0, b"a", b"1")))
+    await store.close()
+    await store.start()
+    await asyncio.wait_for(await store.stage(batch(entry(1, b"b", b"2"))), timeout=10)
+    await store.close()
+    assert view_at(tmp_path) == {b"a": b"1", b"b": b"2"}

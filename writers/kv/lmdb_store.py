@@ -79,7 +79,7 @@ class LmdbStore:
         self._guard = ReplayGuard(fit(self._scope, 400), settings.replay_guard_keys)
         self._ids: dict[str, str] = {}  # topic name → the id last seen for it
         # Every write transaction begins and commits on this one thread (`_begin`).
-        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lmdb-writer")
+        self._thread = _writer_thread()
 
     def _open(self) -> lmdb.Environment:
         if self._env is None:
@@ -382,9 +382,14 @@ class LmdbStore:
         # A commit still running (its batch abandoned at shutdown) ends before the store
         # closes under it.
         await asyncio.to_thread(self._thread.shutdown, wait=True)
+        self._thread = _writer_thread()  # no thread until used: the store may start again
         if self._env is not None:
             self._env.close()
             self._env = None
+
+
+def _writer_thread() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="lmdb-writer")
 
 
 def _retrieve(future: asyncio.Future[None]) -> None:
