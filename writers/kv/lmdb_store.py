@@ -344,22 +344,18 @@ class LmdbStore:
             )
         return RetriableError(f"LMDB write failed: {exc}")
 
-    def _changes_anything(self, batch: WriteBatch) -> bool:
-        """A batch without entries changes nothing, unless one of its records is of a key
-        the store must remember from now on (a dead letter may be replayed)."""
-        reject_keyless(batch.entries)
-        return bool(batch.entries) or self._guard.would_remember(batch.batch)
-
     async def write(self, batch: WriteBatch) -> None:
-        if self._changes_anything(batch):
-            await asyncio.get_running_loop().run_in_executor(self._thread, self.apply, batch)
+        await (await self.stage(batch))
 
     async def stage(self, batch: WriteBatch) -> Awaitable[None]:
         """Put the batch, then commit it on the writer's thread while the runner goes on:
         the commit (pages written, fsync) is about 40 % of an LMDB write of 40,000 entries
         and needs no Python lock, so the next batch is read and transformed meanwhile."""
         loop = asyncio.get_running_loop()
-        if not self._changes_anything(batch):
+        reject_keyless(batch.entries)
+        # A batch without entries changes nothing, unless one of its records is of a key
+        # the store must remember from now on (a dead letter may be replayed).
+        if not batch.entries and not self._guard.would_remember(batch.batch):
             done: asyncio.Future[None] = loop.create_future()
             done.set_result(None)
             return done
