@@ -29,6 +29,7 @@ import threading
 import time
 import zlib
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -307,9 +308,11 @@ def email_events(
     from connectors.config.schemas import find_message_class, load_descriptor_set
 
     pool = load_descriptor_set(EMAIL_DESCRIPTORS)
-    requested = find_message_class("email.v1.EmailRequested", (pool,))
-    if requested is None:  # pragma: no cover - the descriptor set ships with the example
+    found = find_message_class("email.v1.EmailRequested", (pool,))
+    if found is None:  # pragma: no cover - the descriptor set ships with the example
         raise RuntimeError(f"{EMAIL_DESCRIPTORS} lacks email.v1.EmailRequested")
+    # A generated class takes its fields as keywords; the stubs type only the base class.
+    requested: Callable[..., Any] = found
     ids = sorted(templates or sample_templates())
     rows: list[tuple[int, bytes, bytes]] = []
     valid: set[str] = set()
