@@ -84,7 +84,12 @@ def run_variant(
     elapsed = result["last_write_at"] - result["first_write_at"]
     cpu = result["cpu_last"] - result["cpu_first"]
     stages = ", ".join(f"{name} {s:.1f} s" for name, s in sorted(result["stage_seconds"].items()))
-    return n / elapsed, cpu / n * 1e6, done.max_rss_mb, f"{result['batches']} batches; {stages}"
+    parts = done.peak_parts_mb
+    memory = f"RSS at peak: anon {parts.get('anon', 0):.0f} MB, file {parts.get('file', 0):.0f} MB"
+    return (
+        n / elapsed, cpu / n * 1e6, done.max_rss_mb,
+        f"{result['batches']} batches; {stages}; {memory}",
+    )  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:

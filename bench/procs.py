@@ -36,6 +36,11 @@ class Finished:
     stdout: str
     stderr: str
     rss_samples: list[tuple[float, float]] = field(default_factory=list)
+    #: The largest VmRSS seen in any process of the tree, split as the kernel splits it:
+    #: `anon` (heap, stacks: the process's own) and `file` (mapped files, e.g. LMDB's map,
+    #: which the kernel can drop and read again). Sampled every 50 ms, so it can be a little
+    #: below VmHWM.
+    peak_parts_mb: dict[str, float] = field(default_factory=dict)
 
     def check(self, what: str) -> Finished:
         if self.returncode != 0:
@@ -55,13 +60,22 @@ def proc_cpu_s(pid: int) -> float | None:
 
 
 def proc_status_mb(pid: int, field_name: str) -> float | None:
+    return proc_status_fields_mb(pid).get(field_name.rstrip(":"))
+
+
+def proc_status_fields_mb(pid: int) -> dict[str, float]:
+    """Every `kB` line of /proc/<pid>/status, in MB, by name (VmHWM, VmRSS, RssAnon...)."""
+    fields: dict[str, float] = {}
     try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith(field_name):
-                return int(line.split()[1]) / 1024
+        text = Path(f"/proc/{pid}/status").read_text()
     except OSError:
-        return None
-    return None
+        return fields
+    for line in text.splitlines():
+        name, _, rest = line.partition(":")
+        parts = rest.split()
+        if len(parts) == 2 and parts[1] == "kB":
+            fields[name] = int(parts[0]) / 1024
+    return fields
 
 
 def descendants(pid: int) -> list[int]:
@@ -126,6 +140,7 @@ class Child:
         self.rss_samples: list[tuple[float, float]] = []
         #: VmHWM (MB) of every process seen in the tree, by pid.
         self.peaks: dict[int, float] = {}
+        self.peak_parts: dict[str, float] = {}
         self._sampling = threading.Event()
         self._sampler = threading.Thread(target=self._sample, args=(sample_rss_every,), daemon=True)
         self._sampler.start()
@@ -134,9 +149,16 @@ class Child:
         next_rss = 0.0
         while not self._sampling.is_set():
             for pid in descendants(self.pid):
-                hwm = proc_status_mb(pid, "VmHWM:")
+                status = proc_status_fields_mb(pid)
+                hwm = status.get("VmHWM")
                 if hwm is not None and hwm > self.peaks.get(pid, 0.0):
                     self.peaks[pid] = hwm
+                if status.get("VmRSS", 0.0) > self.peak_parts.get("rss", 0.0):
+                    self.peak_parts = {
+                        "rss": status["VmRSS"],
+                        "anon": status.get("RssAnon", 0.0),
+                        "file": status.get("RssFile", 0.0),
+                    }
             now = time.monotonic() - self.started
             if rss_every and now >= next_rss:
                 rss = proc_rss_mb(self.pid)
@@ -190,6 +212,7 @@ class Child:
             self.out_path.read_text(errors="replace"),
             self.err_path.read_text(errors="replace"),
             self.rss_samples,
+            dict(self.peak_parts),
         )  # fmt: skip
 
     def _finish(self) -> None:
