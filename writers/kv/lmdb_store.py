@@ -39,7 +39,6 @@ from connectors import (
 )
 from writers.kv import position
 from writers.kv.lmdb_env import LOW_SPACE_BYTES, LmdbView, free_bytes, open_env
-from writers.kv.lmdb_pages import MappedFile
 from writers.kv.position import fit, reject_keyless
 from writers.kv.replay_guard import Changes, ReplayGuard, unwritten
 from writers.kv.settings import KVSettings, lmdb_path
@@ -76,7 +75,6 @@ class LmdbStore:
         # connectors reading one topic into one store do not skip each other's records.
         self._scope = f"{connector_name}\x00{settings.key_prefix}\x00".encode()
         self._env: lmdb.Environment | None = None
-        self._mapped = MappedFile(())
         self._max_key = MAX_KEY_BYTES
         self._guard = ReplayGuard(fit(self._scope, 400), settings.replay_guard_keys)
         self._ids: dict[str, str] = {}  # topic name → the id last seen for it
@@ -92,7 +90,6 @@ class LmdbStore:
             self._max_key = env.max_key_size()
             with env.begin() as txn:
                 self._guard.load(txn, self._guards)
-            self._mapped = MappedFile.of(Path(lmdb_path(self._settings.url)) / "data.mdb")
             self._env = env
         return self._env
 
@@ -143,7 +140,6 @@ class LmdbStore:
             except lmdb.Error as exc:
                 raise self._as_ours(exc) from exc
             changes.committed()
-            self._mapped.release()  # lmdb_pages: the file's pages out of the process's RSS
             self._ids.update(learnt)
             if skipped:
                 _log.info(
