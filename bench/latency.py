@@ -134,4 +134,5 @@ def run_latency(
         "max_ms": latencies[-1] if latencies else float("nan"),
         "mean_ms": statistics.fmean(latencies) if latencies else float("nan"),
         "rss_mb": finished.max_rss_mb,
+        "cpu_per_million": finished.cpu_s / total * 1e6,
     }

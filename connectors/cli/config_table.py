@@ -110,6 +110,11 @@ MEANINGS: Mapping[str, str] = {
     "together: each assigned partition fetches this divided by the number assigned (at least "
     "32 KiB, at most `KAFKA_MAX_PARTITION_FETCH_BYTES`), so memory stays bounded with 1 or "
     "100 partitions (beyond budget / 32 KiB partitions, 32 KiB each)",
+    "KAFKA_FETCH_MIN_BYTES": "bytes the broker gathers before it answers a fetch (at most "
+    "`KAFKA_FETCH_MAX_WAIT_MS` later): above 1, a connector that keeps up writes fewer, "
+    "larger batches, for less CPU and more latency (docs/patterns.md has the figures)",
+    "KAFKA_FETCH_MAX_WAIT_MS": "longest the broker holds a fetch to gather "
+    "`KAFKA_FETCH_MIN_BYTES`",
     "KAFKA_ISOLATION_LEVEL": "which records of transactional producers are read",
     "KAFKA_SECURITY_PROTOCOL": "protocol of every Kafka client of the connector (reader, "
     "dead letters, health checks)",

@@ -189,6 +189,8 @@ class KafkaSettings(Settings):
     fetch_budget_bytes: int = Field(
         8_388_608, ge=65_536, le=1_073_741_824, description="bytes 65536-1073741824"
     )
+    fetch_min_bytes: int = Field(1, ge=1, le=52_428_800, description="bytes 1-52428800")
+    fetch_max_wait_ms: int = Field(500, ge=0, le=30_000, description="milliseconds 0-30000")
     isolation_level: Literal["read_committed", "read_uncommitted"] = Field(
         "read_committed",
         description="read_committed (records of aborted transactions are never read) or "

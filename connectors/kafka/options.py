@@ -55,10 +55,15 @@ def partition_fetch_bytes(settings: KafkaSettings, partitions: int) -> int:
 
 def fetch_options(settings: KafkaSettings, partitions: int = 1) -> dict[str, Any]:
     """The consumer's fetch sizes for `partitions` assigned partitions (one before any
-    assignment: its share is then the largest a partition may get)."""
+    assignment: its share is then the largest a partition may get), and how long the
+    broker may hold a fetch to gather `KAFKA_FETCH_MIN_BYTES`: a connector that keeps up
+    otherwise writes what arrived since its last batch, a commit (an fsync'd LMDB commit
+    rewrites each page it touched) for every few hundred records."""
     return {
         "fetch_max_bytes": min(settings.fetch_max_bytes, settings.fetch_budget_bytes),
         "max_partition_fetch_bytes": partition_fetch_bytes(settings, partitions),
+        "fetch_min_bytes": settings.fetch_min_bytes,
+        "fetch_max_wait_ms": settings.fetch_max_wait_ms,
     }
 
 

@@ -4,7 +4,9 @@ A connector that is behind gets full batches of `BATCH_MAX_MESSAGES`, whatever a
 holds (here a fetch holds about 1,500 records, a batch 4,000: each batch is completed by
 further fetches, never a fetch split into a large batch and a small remainder); one that is
 caught up gets what arrived without waiting for a batch to fill; each assigned partition
-fetches its share of `KAFKA_FETCH_BUDGET_BYTES`.
+fetches its share of `KAFKA_FETCH_BUDGET_BYTES`. With `KAFKA_FETCH_MIN_BYTES` the broker
+gathers a fetch for up to `KAFKA_FETCH_MAX_WAIT_MS`, and a record that never makes up the
+minimum still arrives after that wait.
 """
 
 from __future__ import annotations
@@ -153,3 +155,80 @@ def test_a_caught_up_reader_does_not_wait_for_records_still_being_produced(
     assert len(took) == 20
     # Waiting for the batch to fill would take BATCH_MAX_WAIT_MS, 1 s, for each of them.
     assert sorted(took)[10] < 0.5, took
+
+
+def test_a_fetch_the_broker_gathers_still_delivers_one_record(kafka: KafkaBroker) -> None:
+    """A minimum no trickle reaches (1 MiB) holds the record for the wait (400 ms), not
+    for good."""
+    topic = f"fetch-min-{uuid.uuid4().hex[:8]}"
+    create_topic(kafka.bootstrap, topic, partitions=1)
+    reader = _reader(kafka.bootstrap, topic, 4000, fetch_min_bytes=1_048_576, fetch_max_wait_ms=400)
+
+    async def first_record() -> tuple[list[bytes | None], float]:
+        await reader.start(_revoked)
+        try:
+            while not reader.consumer.assignment():  # joined: the fetches that count begin
+                await reader.batch()
+            produce(kafka.bootstrap, topic, [(0, b"k", b"one")])
+            started = time.monotonic()
+            deadline = started + 30
+            while time.monotonic() < deadline:
+                batch = await reader.batch()
+                if batch.records:
+                    return [r.value for r in batch.records], time.monotonic() - started
+            raise AssertionError("the record never arrived")
+        finally:
+            await reader.close()
+
+    values, seconds = asyncio.run(first_record())
+    assert values == [b"one"]
+    assert seconds < 5, seconds
+
+
+def test_a_gathered_fetch_gives_a_steady_trickle_fewer_larger_batches(kafka: KafkaBroker) -> None:
+    """The same trickle (about 2,000 records/s) read with Kafka's defaults and with the
+    broker gathering 64 KiB (about 380 records) or 300 ms: every record arrives, in order,
+    in a fraction of the batches."""
+    from aiokafka import AIOKafkaProducer
+
+    async def batch_sizes(**kafka_settings: int) -> list[int]:
+        topic = f"fetch-min-{uuid.uuid4().hex[:8]}"
+        create_topic(kafka.bootstrap, topic, partitions=1)
+        reader = _reader(kafka.bootstrap, topic, 100_000, **kafka_settings)
+        producer = AIOKafkaProducer(bootstrap_servers=kafka.bootstrap, linger_ms=5)
+        await producer.start()
+        await reader.start(_revoked)
+        while not reader.consumer.assignment():  # joined: the fetches that count begin
+            await reader.batch()
+
+        async def trickle() -> None:
+            for _round in range(150):
+                for _ in range(20):
+                    await producer.send(topic, VALUE, partition=0)
+                await asyncio.sleep(0.01)
+
+        producing = asyncio.create_task(trickle())
+        sizes: list[int] = []
+        offsets: list[int] = []
+        try:
+            deadline = time.monotonic() + 60
+            while len(offsets) < 3000 and time.monotonic() < deadline:
+                batch = await reader.batch()
+                if batch.records:
+                    sizes.append(len(batch.records))
+                    offsets.extend(r.offset for r in batch.records)
+        finally:
+            await producing
+            await producer.stop()
+            await reader.close()
+        assert offsets == list(range(3000))
+        return sizes
+
+    async def both() -> tuple[list[int], list[int]]:
+        return (
+            await batch_sizes(),
+            await batch_sizes(fetch_min_bytes=65_536, fetch_max_wait_ms=300),
+        )
+
+    plain, gathered = asyncio.run(both())
+    assert len(gathered) * 3 <= len(plain), (plain, gathered)

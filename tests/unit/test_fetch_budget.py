@@ -38,7 +38,36 @@ def test_a_cap_below_the_floor_is_kept() -> None:
 def test_the_cap_and_the_budget_are_settable() -> None:
     s = settings(max_partition_fetch_bytes=MIB, fetch_budget_bytes=64 * MIB)
     assert partition_fetch_bytes(s, 4) == MIB
-    assert fetch_options(s) == {"fetch_max_bytes": 50 * MIB, "max_partition_fetch_bytes": MIB}
+    assert fetch_options(s) == {
+        "fetch_max_bytes": 50 * MIB,
+        "max_partition_fetch_bytes": MIB,
+        "fetch_min_bytes": 1,  # Kafka's defaults: the broker answers as soon as it has a record
+        "fetch_max_wait_ms": 500,
+    }
+
+
+def test_the_broker_may_be_asked_to_gather_a_fetch() -> None:
+    options = fetch_options(settings(fetch_min_bytes=262_144, fetch_max_wait_ms=50), 6)
+    assert (options["fetch_min_bytes"], options["fetch_max_wait_ms"]) == (262_144, 50)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("KAFKA_FETCH_MIN_BYTES", "0"),
+        ("KAFKA_FETCH_MIN_BYTES", "52428801"),
+        ("KAFKA_FETCH_MIN_BYTES", "1MB"),
+        ("KAFKA_FETCH_MAX_WAIT_MS", "-1"),
+        ("KAFKA_FETCH_MAX_WAIT_MS", "30001"),
+    ],
+)
+def test_a_fetch_wait_out_of_range_exits_2_naming_it(
+    name: str, value: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["check"], environ({name: value}))
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert err.startswith(f"config error: {name}"), err
 
 
 @pytest.mark.parametrize("value", ["1024", "-1", "2147483648", "lots"])
