@@ -113,8 +113,7 @@ MEANINGS: Mapping[str, str] = {
     "KAFKA_FETCH_MIN_BYTES": "bytes the broker gathers before it answers a fetch (at most "
     "`KAFKA_FETCH_MAX_WAIT_MS` later): above 1, a connector that keeps up writes fewer, "
     "larger batches, for less CPU and more latency (docs/patterns.md has the figures)",
-    "KAFKA_FETCH_MAX_WAIT_MS": "longest the broker holds a fetch to gather "
-    "`KAFKA_FETCH_MIN_BYTES`",
+    "KAFKA_FETCH_MAX_WAIT_MS": "longest the broker holds a fetch to gather `KAFKA_FETCH_MIN_BYTES`",
     "KAFKA_ISOLATION_LEVEL": "which records of transactional producers are read",
     "KAFKA_SECURITY_PROTOCOL": "protocol of every Kafka client of the connector (reader, "
     "dead letters, health checks)",
