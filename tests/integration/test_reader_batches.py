@@ -44,6 +44,15 @@ def _reader(bootstrap: str, topic: str, most: int, **kafka: Any) -> KafkaReader:
     return KafkaReader(settings, context)
 
 
+async def _joined(reader: KafkaReader) -> None:
+    """Polls until the group gave the reader its partitions: the fetches that count begin."""
+    deadline = time.monotonic() + 30
+    while not reader.consumer.assignment():
+        if time.monotonic() > deadline:
+            raise AssertionError("the reader was given no partition in 30 s")
+        await reader.batch()
+
+
 async def _sizes(reader: KafkaReader, total: int) -> list[int]:
     sizes: list[int] = []
     await reader.start(_revoked)
@@ -167,8 +176,7 @@ def test_a_fetch_the_broker_gathers_still_delivers_one_record(kafka: KafkaBroker
     async def first_record() -> tuple[list[bytes | None], float]:
         await reader.start(_revoked)
         try:
-            while not reader.consumer.assignment():  # joined: the fetches that count begin
-                await reader.batch()
+            await _joined(reader)
             produce(kafka.bootstrap, topic, [(0, b"k", b"one")])
             started = time.monotonic()
             deadline = started + 30
@@ -196,10 +204,6 @@ def test_a_gathered_fetch_gives_a_steady_trickle_fewer_larger_batches(kafka: Kaf
         create_topic(kafka.bootstrap, topic, partitions=1)
         reader = _reader(kafka.bootstrap, topic, 100_000, **kafka_settings)
         producer = AIOKafkaProducer(bootstrap_servers=kafka.bootstrap, linger_ms=5)
-        await producer.start()
-        await reader.start(_revoked)
-        while not reader.consumer.assignment():  # joined: the fetches that count begin
-            await reader.batch()
 
         async def trickle() -> None:
             for _round in range(150):
@@ -207,10 +211,14 @@ def test_a_gathered_fetch_gives_a_steady_trickle_fewer_larger_batches(kafka: Kaf
                     await producer.send(topic, VALUE, partition=0)
                 await asyncio.sleep(0.01)
 
-        producing = asyncio.create_task(trickle())
         sizes: list[int] = []
         offsets: list[int] = []
+        producing: asyncio.Task[None] | None = None
+        await producer.start()
+        await reader.start(_revoked)
         try:
+            await _joined(reader)
+            producing = asyncio.create_task(trickle())
             deadline = time.monotonic() + 60
             while len(offsets) < 3000 and time.monotonic() < deadline:
                 batch = await reader.batch()
@@ -218,7 +226,8 @@ def test_a_gathered_fetch_gives_a_steady_trickle_fewer_larger_batches(kafka: Kaf
                     sizes.append(len(batch.records))
                     offsets.extend(r.offset for r in batch.records)
         finally:
-            await producing
+            if producing is not None:
+                await producing
             await producer.stop()
             await reader.close()
         assert offsets == list(range(3000))
