@@ -97,13 +97,7 @@ def descendants(pid: int) -> list[int]:
 
 
 def proc_rss_mb(pid: int) -> float | None:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        return None
-    return None
+    return proc_status_mb(pid, "VmRSS")
 
 
 def base_env(**overrides: str) -> dict[str, str]:
