@@ -1,14 +1,16 @@
-"""`python -m bench.lmdb_apply`: the LMDB writer alone, runs of `putmulti` in key order
-against runs in read order and against entry by entry, interleaved in one process.
+"""`python -m bench.lmdb_apply`: the LMDB writer alone, the last entry of each key in one
+`putmulti` in key order, against every entry in runs of `putmulti` (key order) and against
+entry by entry, interleaved in one process.
 
 In process, no Kafka: the bench payload's records (100,000 zone keys, values of 67-251
 bytes) as R0's entries (the record's key and value), in batches of 40,000 (the default
 `BATCH_MAX_MESSAGES`) written by `LmdbStore.apply` with an fsync per batch, as the runtime
 does. One entry in `DELETE_EVERY`
 deletes its key, so the runs are split as in a real stream. Three stores, filled alike, take
-the batches in turn: one as the writer does now (runs, in key order), one with runs in the
-order read, one with every batch forced entry by entry (the baseline: how every batch was
-written before either). The first 10 batches of each (the store filling) are left out.
+the batches in turn: one as the writer does now (the last entry of each key, in key order),
+one with every entry in runs split at deletions (key order; the writer before it), one with
+every batch forced entry by entry (the baseline: how every batch was written before
+either). The first 10 batches of each (the store filling) are left out.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.data import payload, read_records
+from bench.data import DEFAULT_ZONES, payload, read_records
 from connectors import Batch, Entry, Record, WriteBatch
 from writers.kv.lmdb_store import LmdbStore
 from writers.kv.settings import KVSettings
@@ -29,8 +31,8 @@ from writers.kv.settings import KVSettings
 DELETE_EVERY = 100
 
 
-def batches(count: int, size: int) -> list[WriteBatch]:
-    found = list(read_records(payload(count, log=False).path, count))
+def batches(count: int, size: int, zones: int = DEFAULT_ZONES) -> list[WriteBatch]:
+    found = list(read_records(payload(count, zones, log=False).path, count))
     out = []
     for start in range(0, len(found), size):
         records = [
@@ -50,15 +52,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--messages", type=int, default=1_000_000)
     parser.add_argument("--batch", type=int, default=40_000)
     parser.add_argument("--no-sync", action="store_true", help="KV_SYNC=false")
+    parser.add_argument(
+        "--zones", type=int, default=DEFAULT_ZONES, help="distinct keys (the bench's: 100,000)"
+    )
     args = parser.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="lmdb-apply-"))
     try:
-        todo = batches(args.messages, args.batch)
+        todo = batches(args.messages, args.batch, args.zones)
         stores = {}
-        for mode in ("key order", "read order", "one-by-one"):
+        for mode in ("last of each key", "every entry", "one-by-one"):
             settings = KVSettings(url=f"lmdb:{work / mode}", sync=not args.no_sync)  # type: ignore[call-arg]
             stores[mode] = LmdbStore(settings, "bench")
-        stores["read order"].in_key_order = False
+        stores["every entry"].last_wins = False
         stores["one-by-one"]._put_plain = lambda *_: False  # type: ignore[method-assign]
         spent = {mode: [0.0, 0.0, 0] for mode in stores}
         for number, write_batch in enumerate(todo):
@@ -77,13 +82,16 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(work, ignore_errors=True)
     when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     print(f"{platform.node()} {platform.machine()}, {when}")
-    print(f"{args.messages:,} entries in batches of {args.batch:,}, fsync: {not args.no_sync}")
+    print(
+        f"{args.messages:,} entries over {args.zones:,} keys in batches of {args.batch:,}, "
+        f"fsync: {not args.no_sync}"
+    )
     print("| mode | µs per entry (wall) | µs per entry (CPU) | entries/s |")
     print("|---|---:|---:|---:|")
     base = spent["one-by-one"]
     for mode, (wall, cpu, n) in spent.items():
         print(f"| {mode} | {wall / n * 1e6:.2f} | {cpu / n * 1e6:.2f} | {n / wall:,.0f} |")
-    for mode in ("key order", "read order"):
+    for mode in ("last of each key", "every entry"):
         wall, cpu, _ = spent[mode]
         print(f"{mode} / one-by-one: {base[0] / wall:.2f}x entries/s, CPU {cpu / base[1]:.2f}x")
     return 0

@@ -1,11 +1,11 @@
 """The LMDB store against a model, over many batches: what the store holds is what
 applying each record once, in the order read, gives.
 
-Most batches are put in key order (a stable sort: entries of one key keep their order), in
-runs of one LMDB call each (`putmulti`, split where an entry deletes): nothing in them is
-replayed, sent back from the dead letters or watched by the replay guard. The others go
-entry by entry. Both must leave the same store, so the batches drawn here mix the two:
-replays after a crash, deletions, records a transform dropped or split in two, several
+Most batches are put as the last entry of each key, in key order, in one LMDB call
+(`putmulti`), deletions after: nothing in them is replayed, sent back from the dead letters
+or watched by the replay guard. The others go entry by entry. Both must leave the same
+store, so the batches drawn here mix the two: replays after a crash, deletions (before and
+after puts of their key in one batch), records a transform dropped or split in two, several
 partitions writing the same key.
 """
 
