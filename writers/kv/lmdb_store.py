@@ -23,7 +23,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
-from operator import attrgetter, itemgetter
+from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +52,6 @@ _source = attrgetter("source")
 _headers = attrgetter("headers")
 _key = attrgetter("key")
 _value = attrgetter("value")
-_first = itemgetter(0)
 
 #: After the scope, in the `positions` database: topic name → the id last seen for it
 #: (topic names never start with 0x01).
@@ -68,8 +67,6 @@ class LmdbStore:
     stores_bytes = True
     #: Put the usual batch in key order (`_put_plain`); False only to measure it.
     in_key_order = True
-    #: Put only the last entry of each key of the usual batch; False only to measure it.
-    last_wins = True
 
     def __init__(self, settings: KVSettings, connector_name: str = "") -> None:
         self._settings = settings
@@ -259,9 +256,10 @@ class LmdbStore:
             keys = [prefix + key for key in keys]
         if max(map(len, keys)) > self._max_key:
             return False  # judged entry by entry: that record is poison
-        values = list(map(_value, entries))
-        if not self.last_wins:
-            return self._put_every(txn, keys, values)
+        self._put_last(txn, keys, list(map(_value, entries)))
+        return True
+
+    def _put_last(self, txn: lmdb.Transaction, keys: list[bytes], values: list[Any]) -> None:
         last = dict(zip(keys, values, strict=True))  # a later entry replaces an earlier one
         deleted = [key for key, value in last.items() if value is None] if None in values else []
         for key in deleted:
@@ -270,25 +268,6 @@ class LmdbStore:
         txn.cursor(db=self._data).putmulti(zip(order, map(last.__getitem__, order), strict=True))
         for key in deleted:
             txn.delete(key, db=self._data)
-        return True
-
-    def _put_every(
-        self, txn: lmdb.Transaction, keys: list[bytes], values: list[bytes | None]
-    ) -> bool:
-        """Every entry of the batch, in runs split where one deletes (to measure against)."""
-        # Runs hold no deletion (those are split off), though their type cannot say so.
-        pairs: list[tuple[bytes, Any]] = list(zip(keys, values, strict=True))
-        if self.in_key_order:
-            pairs.sort(key=_first)  # stable: entries of one key keep their order
-        cursor, start = txn.cursor(db=self._data), 0
-        if None in values:
-            for end in [i for i, (_, value) in enumerate(pairs) if value is None]:
-                cursor.putmulti(pairs[start:end])
-                txn.delete(pairs[end][0], db=self._data)
-                start = end + 1
-            pairs = pairs[start:]
-        cursor.putmulti(pairs)
-        return True
 
     def _admit(
         self,
