@@ -143,6 +143,9 @@ class TopicSchemas:
     def __getitem__(self, topic: str) -> TopicSchema:
         return self._by_topic[topic]
 
+    def get(self, topic: str) -> TopicSchema | None:
+        return self._by_topic.get(topic)
+
     def items(self) -> list[tuple[str, TopicSchema]]:
         return sorted(self._by_topic.items())
 

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field, replace
 from time import perf_counter
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, TypeVar
 
-from connectors.core.errors import ConnectorError, FatalError, PoisonError, RetriableError
+from connectors.core.errors import PoisonError, RetriableError
 from connectors.core.outputs import (
     EXHAUSTION_ERRNOS,
     Delete,
@@ -41,6 +41,7 @@ from connectors.core.outputs import (
 )
 from connectors.core.records import Entry, Headers, Record
 from connectors.core.registry import Registry
+from connectors.core.transform_failure import TransformRetriable, failure
 from connectors.core.transform_kinds import BatchTransform, Kind, kind_of
 
 if TYPE_CHECKING:
@@ -170,18 +171,6 @@ class Applied(NamedTuple):
     """Records each transform dropped (returned None or nothing for), by name."""
 
 
-class TransformRetriable(RetriableError):
-    """A transform's RetriableError, naming the transform and the reason (`http_503`,
-    `timeout`, `connection`, or `retriable` when the transform raised it itself)."""
-
-    def __init__(
-        self, message: str, retry_after: float | None, *, transform: str, reason: str
-    ) -> None:
-        super().__init__(message, retry_after)
-        self.transform = transform
-        self.reason = reason
-
-
 @dataclass(frozen=True, slots=True)
 class Chain:
     """The transforms of a pipeline, in order, applied to one record at a time.
@@ -234,7 +223,9 @@ class Chain:
                 for _, r, m in decoded
             ]
             return Applied(passed, [], seconds, None, {})
-        timed = seconds if len(self.steps) > 1 else None
+        if len(self.steps) == 1:
+            return self._apply_one(decoded)
+        timed = seconds  # more than one step: each one's time, by name
         dropped: dict[str, int] = {}
         apply = self._apply
         entries: list[Entry] = []
@@ -247,6 +238,42 @@ class Chain:
             except RetriableError as exc:
                 return Applied(entries, poison, seconds, (position, exc), dropped)
         return Applied(entries, poison, seconds, None, dropped)
+
+    def _apply_one(self, decoded: Iterable[Decoded]) -> Applied:
+        """`apply_batch` for a chain of one transform, the usual shape: `_apply` inlined
+        in one loop, with no call, list or attribute lookup per record that it can do
+        without. A result other than one `Put` goes the general way (`_general`)."""
+        ((name, fn),) = self.steps
+        make = self.entry
+        dropped: dict[str, int] = {}
+        entries: list[Entry] = []
+        poison: list[tuple[int, Record, PoisonError]] = []
+        append = entries.append
+        for position, (index, record, message) in enumerate(decoded):
+            ctx: TransformContext = _new_tuple(
+                TransformContext,
+                (record[0], record[1], record[2], record[3], record[5], record[6], _log),
+            )
+            try:
+                try:
+                    result = fn(message, ctx)
+                    if type(result) is Put:
+                        value = result.value
+                        if type(value) is bytes:  # stored as it is: the entry built directly
+                            append(
+                                _new_tuple(Entry, (record, key_bytes(result.key), value, None, ()))
+                            )
+                        else:
+                            append(make(record, key_bytes(result.key), value))
+                        continue
+                except Exception as exc:
+                    raise failure(name, record, exc) from exc
+                entries.extend(self._general(record, ctx, message, None, dropped, first=result))
+            except PoisonError as exc:
+                poison.append((index, record, exc))
+            except RetriableError as exc:
+                return Applied(entries, poison, {}, (position, exc), dropped)
+        return Applied(entries, poison, {}, None, dropped)
 
     def _apply(
         self,
@@ -345,24 +372,3 @@ def _step(
             continue
         absorb(record, key, result, entries, produced)
     return produced
-
-
-def failure(step: str, record: Record, exc: Exception) -> ConnectorError:
-    """What a failing transform makes of its record: poison of stage `transform:<step>`,
-    unless the process itself ran out of something (then nothing may be committed past it)
-    or the transform said the record may pass if tried again (RetriableError, naming the
-    transform and the record)."""
-    where = f"{record.topic}[{record.partition}]@{record.offset}"
-    if exhausted(exc):
-        return FatalError(
-            f"transform:{step} ran out of resources at {where} ({type(exc).__name__}: "
-            f"{exc}); stopping, nothing committed past it"
-        )
-    if isinstance(exc, RetriableError):
-        return TransformRetriable(
-            f"transform:{step} at {where}: {exc}",
-            exc.retry_after,
-            transform=step,
-            reason=getattr(exc, "reason", "retriable"),
-        )
-    return PoisonError(f"transform:{step}", f"{type(exc).__name__}: {exc}", record)
