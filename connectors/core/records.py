@@ -74,30 +74,39 @@ class Batch:
     _next: dict[TopicPartition, int] | None = field(
         default=None, init=False, compare=False, repr=False
     )
+    _first: dict[TopicPartition, int] | None = field(
+        default=None, init=False, compare=False, repr=False
+    )
 
     @property
     def next_offsets(self) -> dict[TopicPartition, int]:
-        """Each partition's offset after its highest record. A reader hands records out in
-        runs of one partition, so the walk is per run, and over a run's records it is
-        itertools' and `max`'s (C), not a Python loop per record. Walked once per batch
-        (the writer, the commit and the metrics all ask); each caller gets its own copy."""
+        """Each partition's offset after its highest record. Walked once per batch (the
+        writer, the commit and the metrics all ask); each caller gets its own copy."""
         if self._next is None:
-            positions: dict[TopicPartition, int] = {}
-            for tp, run in groupby(self.records, _partition_of):
-                after = max(map(_offset_of, run)) + 1
-                if after > positions.get(tp, -1):
-                    positions[tp] = after
-            object.__setattr__(self, "_next", positions)
-            return dict(positions)
-        return dict(self._next)
+            self._walk()
+        return dict(self._next or {})
 
     @property
     def first_offsets(self) -> dict[TopicPartition, int]:
         """Each partition's first offset in the batch (the first of its first run)."""
+        if self._first is None:
+            self._walk()
+        return dict(self._first or {})
+
+    def _walk(self) -> None:
+        """Both offsets of each partition, in one walk. A reader hands records out in runs
+        of one partition, so the walk is per run, and over a run's records it is
+        itertools' and `max`'s (C), not a Python loop per record."""
+        nexts: dict[TopicPartition, int] = {}
         firsts: dict[TopicPartition, int] = {}
         for tp, run in groupby(self.records, _partition_of):
-            firsts.setdefault(tp, next(run).offset)
-        return firsts
+            head = next(run)[2]
+            after = max(head, max(map(_offset_of, run), default=head)) + 1  # noqa: B031 - the rest of the run
+            if after > nexts.get(tp, -1):
+                nexts[tp] = after
+            firsts.setdefault(tp, head)
+        object.__setattr__(self, "_next", nexts)
+        object.__setattr__(self, "_first", firsts)
 
     def __len__(self) -> int:
         return len(self.records)

@@ -22,3 +22,8 @@ def test_offsets_are_those_of_a_walk_over_every_record(found: list[tuple[str, in
         first.setdefault((t, p), o)
     assert batch.next_offsets == highest
     assert batch.first_offsets == first
+    other = Batch(list(batch.records))  # asked the other way round: one walk gives both
+    assert other.first_offsets == first
+    assert other.next_offsets == highest
+    other.next_offsets.clear()  # each caller gets its own copy
+    assert other.next_offsets == highest
