@@ -51,6 +51,7 @@ from connectors.kafka import (
     diagnose,
     fetch_options,
     gather,
+    give_back,
     is_raw,
     partition_fetch_bytes,
     set_partition_fetch_bytes,
@@ -241,18 +242,23 @@ class KafkaReader:
         deadline = time.monotonic() + wait / 1000
         listener, committed = self._listener, self._settings.isolation_level == "read_committed"
         generation = listener.generation if listener is not None else 0
+        fetched: dict[TopicPartition, list[Any]] = {}
         try:
-            fetched: dict[TopicPartition, list[Any]] = await consumer.getmany(
-                timeout_ms=wait, max_records=most
-            )
+            fetched = await consumer.getmany(timeout_ms=wait, max_records=most)
             if not fetched and wait == 0:
                 fetched = await consumer.getmany(timeout_ms=_IDLE_WAIT_MS, max_records=most)
             if fetched:
-                fetched = await gather(
+                gathered = await gather(
                     consumer, fetched, most=most, deadline=deadline, committed_only=committed,
                     revoked=lambda: listener is not None and listener.generation != generation,
                 )  # fmt: skip
+                if not gathered:  # a rebalance meanwhile: what was taken is given back
+                    await give_back(self.consumer, fetched)
+                fetched = gathered
         except kafka_errors.KafkaError as exc:
+            # A fetch that failed part-way through a gathering: what the fetches before it
+            # took is given back, or the retried poll would start after it.
+            await give_back(self.consumer, fetched)
             raise self._as_ours(exc) from exc
         return fetched
 
@@ -270,21 +276,14 @@ class KafkaReader:
             try:
                 await self._refresh_ids(topics - self._ids.keys())
             except ConnectorError:
-                self._rewind(fetched)
+                await give_back(self.consumer, fetched)
                 raise
             unknown = topics - self._ids.keys()
             if unknown:
-                self._rewind(fetched)
+                await give_back(self.consumer, fetched)
                 raise RetriableError(f"kafka: no topic id for {sorted(unknown)} yet")
         ids = self._ids
         return {topic: ids[topic] for topic in topics}
-
-    def _rewind(self, fetched: dict[TopicPartition, list[Any]]) -> None:
-        for tp, messages in fetched.items():
-            try:
-                self.consumer.seek(tp, messages[0].offset)
-            except kafka_errors.IllegalStateError:
-                continue  # revoked meanwhile: its new owner starts from the commit
 
     def _name_raw_keys(self, fetched: dict[TopicPartition, list[Any]]) -> None:
         """Name each record whose header keys are not UTF-8 (read leniently, kept as

@@ -21,7 +21,7 @@ from connectors.kafka.errors import (  # noqa: E402
     verdict,
 )
 from connectors.kafka.fetched_records import AS_RECORD  # noqa: E402
-from connectors.kafka.gathering import gather  # noqa: E402
+from connectors.kafka.gathering import gather, give_back  # noqa: E402
 from connectors.kafka.metadata import TopicState, describe_topics  # noqa: E402
 from connectors.kafka.options import (  # noqa: E402
     client_options,
@@ -52,6 +52,7 @@ __all__ = [
     "diagnose",
     "fetch_options",
     "gather",
+    "give_back",
     "idempotent_producer",
     "is_raw",
     "partition_fetch_bytes",

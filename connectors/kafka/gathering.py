@@ -17,6 +17,8 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka import errors as kafka_errors
 
+from connectors.core.errors import FatalError
+
 Fetched = dict[TopicPartition, list[Any]]
 
 
@@ -31,7 +33,9 @@ async def gather(
 ) -> Fetched:
     """`fetched` completed up to `most` records while a partition just fetched has more
     in its log, until `deadline` (`time.monotonic()`); empty when partitions were revoked
-    meanwhile (positions go back to the commits: whoever owns them reads them again)."""
+    meanwhile. `fetched` itself then holds every record taken, which the caller must give
+    back (seek each partition still its own to the first of them): the new assignment's
+    position may already be past them, and whoever owns a partition must read them again."""
     count = sum(map(len, fetched.values()))
     while count < most and await behind(consumer, fetched, committed_only):
         left_ms = int((deadline - time.monotonic()) * 1000)
@@ -63,3 +67,27 @@ async def behind(consumer: AIOKafkaConsumer, fetched: Fetched, committed_only: b
         except (AssertionError, kafka_errors.IllegalStateError):
             continue  # revoked meanwhile
     return False
+
+
+async def give_back(consumer: AIOKafkaConsumer, fetched: Fetched) -> None:
+    """Give back records that were taken and will not be handed on (a gathering cut short
+    by a rebalance or a failed fetch, a topic whose id is not known yet): each partition
+    still the consumer's goes back to the first of them, never forward. After a rebalance
+    its position may already be back at the commit, at or before them; or the new
+    assignment's position may have moved past them, and without this the next poll would
+    start after them and their offsets be committed unread."""
+    for tp, messages in fetched.items():
+        if not messages:
+            continue
+        first = messages[0].offset
+        try:
+            if int(await consumer.position(tp)) > first:
+                consumer.seek(tp, first)
+        except kafka_errors.IllegalStateError:
+            continue  # revoked meanwhile: its new owner starts from the commit
+        except kafka_errors.KafkaError as exc:
+            raise FatalError(
+                f"kafka: could not give back {len(messages)} records of {tp.topic}"
+                f"[{tp.partition}] from offset {first} ({exc}); stopping, so that they are "
+                "read again at restart rather than skipped"
+            ) from exc
