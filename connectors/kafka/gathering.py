@@ -35,18 +35,20 @@ async def gather(
     in its log, until `deadline` (`time.monotonic()`); empty when partitions were revoked
     meanwhile. `fetched` itself then holds every record taken, which the caller must give
     back (seek each partition still its own to the first of them): the new assignment's
-    position may already be past them, and whoever owns a partition must read them again."""
+    position may already be past them, and whoever owns a partition must read them again.
+    That includes the fetch that showed the rebalance: it already holds the new
+    assignment's records, possibly of a partition none of the others held."""
     count = sum(map(len, fetched.values()))
     while count < most and await behind(consumer, fetched, committed_only):
         left_ms = int((deadline - time.monotonic()) * 1000)
         if left_ms <= 0:
             break
         more: Fetched = await consumer.getmany(timeout_ms=left_ms, max_records=most - count)
-        if revoked():
-            return {}
-        for tp, messages in more.items():
+        for tp, messages in more.items():  # taken, even when dropped below: given back
             fetched.setdefault(tp, []).extend(messages)
             count += len(messages)
+        if revoked():
+            return {}
         if not more:
             break
     return fetched
@@ -79,7 +81,8 @@ async def give_back(consumer: AIOKafkaConsumer, fetched: Fetched) -> None:
     for tp, messages in fetched.items():
         if not messages:
             continue
-        first = messages[0].offset
+        # the lowest: records of the old assignment may come before the new one's
+        first = min(m.offset for m in messages)
         try:
             if int(await consumer.position(tp)) > first:
                 consumer.seek(tp, first)

@@ -90,3 +90,70 @@ def test_records_taken_by_a_gathering_cut_short_are_read_again(
     missing = sorted(set(range(TOTAL)) - set(offsets))
     assert not missing, f"{len(missing)} records skipped, from offset {missing[0]}"
     assert max(offsets) == TOTAL - 1
+
+
+async def _read_across(reader: Any, topic: str) -> tuple[dict[int, list[int]], int]:
+    """Every offset read, per partition, committing each batch; once, the fetch inside a
+    gathering that notices the rebalance hands out records of a partition the gathering
+    had not taken any of (partition 1 is held back from the batch's first fetch, and
+    partition 0 from that one). Returns the offsets and how many times it was made."""
+    await reader.start(_revoked)
+    consumer = reader.consumer
+    real = consumer.getmany
+    p0, p1 = TopicPartition(topic, 0), TopicPartition(topic, 1)
+    made = 0
+
+    async def getmany(*args: Any, **kwargs: Any) -> Any:
+        nonlocal made
+        if made or p1 not in consumer.assignment():
+            return await real(*args, **kwargs)
+        if kwargs.get("max_records") == BATCH:  # the first fetch of a batch
+            consumer.pause(p1)
+            return await real(*args, **kwargs)
+        made += 1
+        reader._listener.generation += 1  # noqa: SLF001 - revoked, then assigned again
+        consumer.pause(p0)
+        consumer.resume(p1)
+        try:
+            deadline = time.monotonic() + 30
+            while True:
+                got = await real(*args, **kwargs)
+                if got or time.monotonic() > deadline:
+                    return got
+        finally:
+            consumer.resume(p0)
+
+    consumer.getmany = getmany
+    offsets: dict[int, list[int]] = {0: [], 1: []}
+    try:
+        deadline = time.monotonic() + 60
+        while sum(map(len, offsets.values())) < TOTAL and time.monotonic() < deadline:
+            batch = await reader.batch()
+            for r in batch.records:
+                offsets[r.partition].append(r.offset)
+            if batch.records:
+                await reader.commit(batch.next_offsets)
+    finally:
+        await reader.close()
+    return offsets, made
+
+
+def test_records_of_another_partition_taken_as_the_rebalance_is_noticed_are_read_again(
+    kafka: KafkaBroker,
+) -> None:
+    """The fetch that shows a gathering the rebalance already hands out the new
+    assignment's records, possibly of a partition the gathering held none of: they are
+    given back too, or that partition's next poll starts after them."""
+    topic = f"regather2-{uuid.uuid4().hex[:8]}"
+    create_topic(kafka.bootstrap, topic, partitions=2)
+    half = TOTAL // 2
+    records = ((n % 2, b"k%d" % n, VALUE) for n in range(TOTAL))
+    produce(kafka.bootstrap, topic, records)
+    reader = _reader(kafka.bootstrap, topic, BATCH, max_partition_fetch_bytes=262_144)
+    offsets, made = asyncio.run(_read_across(reader, topic))
+    assert made == 1
+    for partition, read in offsets.items():
+        missing = sorted(set(range(half)) - set(read))
+        assert not missing, (
+            f"partition {partition}: {len(missing)} records skipped, from offset {missing[0]}"
+        )
