@@ -286,25 +286,12 @@ class Chain:
         if not steps:
             kept = message if self.keeps_messages else None
             return [Entry(record, record.key, record.value, kept, record.headers)]
-        # TransformContext.of, inlined: tuple.__new__ without a method call per record
+        # One record at a time (`apply`, and chains of several steps); a chain of one step
+        # in a batch is `_apply_one`'s.
         ctx: TransformContext = _new_tuple(
             TransformContext,
             (record[0], record[1], record[2], record[3], record[5], record[6], _log),
         )
-        if len(steps) == 1:
-            # The common shape, one transform returning one Put, without the general
-            # loop's lists: this runs once per record.
-            name, fn = steps[0]
-            try:
-                result = fn(message, ctx)
-                if type(result) is Put:
-                    value = result.value
-                    if type(value) is bytes:  # stored as it is: the entry built directly
-                        return [_new_tuple(Entry, (record, key_bytes(result.key), value, None, ()))]
-                    return [self.entry(record, key_bytes(result.key), value)]
-            except Exception as exc:
-                raise failure(name, record, exc) from exc
-            return self._general(record, ctx, message, seconds, dropped, first=result)
         return self._general(record, ctx, message, seconds, dropped)
 
     def _general(
