@@ -226,8 +226,10 @@ class KafkaReader:
             after = messages[-1].offset + 1
             try:
                 position = int(await self.consumer.position(tp))
-            except kafka_errors.IllegalStateError:
-                continue  # revoked meanwhile
+            except kafka_errors.KafkaError:
+                # revoked meanwhile, or no position to be had now: committing `after`
+                # is right in any case, and the records taken must not be dropped here
+                continue
             if position > after:
                 self._skipped[(tp.topic, tp.partition)] = (after, position)
 
