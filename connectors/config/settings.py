@@ -187,7 +187,7 @@ class KafkaSettings(Settings):
     fetch_max_bytes: int = Field(52_428_800, ge=1024, description="bytes >= 1024")
     max_partition_fetch_bytes: int = Field(4_194_304, ge=1024, description="bytes >= 1024")
     fetch_budget_bytes: int = Field(
-        8_388_608, ge=65_536, le=1_073_741_824, description="bytes 65536-1073741824"
+        2_097_152, ge=65_536, le=1_073_741_824, description="bytes 65536-1073741824"
     )
     fetch_min_bytes: int = Field(1, ge=1, le=52_428_800, description="bytes 1-52428800")
     fetch_max_wait_ms: int = Field(500, ge=0, le=30_000, description="milliseconds 0-30000")

@@ -16,24 +16,24 @@ def settings(**values: int) -> KafkaSettings:
     return KafkaSettings.model_validate(values)
 
 
-def test_defaults_give_one_partition_4_mib_and_share_8_mib_among_many() -> None:
+def test_defaults_give_one_partition_2_mib_and_share_2_mib_among_many() -> None:
     s = settings()
-    assert partition_fetch_bytes(s, 1) == 4 * MIB  # capped by KAFKA_MAX_PARTITION_FETCH_BYTES
-    assert partition_fetch_bytes(s, 2) == 4 * MIB
-    assert partition_fetch_bytes(s, 6) == 8 * MIB // 6
-    assert partition_fetch_bytes(s, 12) * 12 <= 8 * MIB
-    assert fetch_options(s)["fetch_max_bytes"] == 8 * MIB  # never more than the budget
-
-
-def test_a_smaller_budget_is_shared_alike() -> None:
-    s = settings(fetch_budget_bytes=2 * MIB)
     assert partition_fetch_bytes(s, 1) == 2 * MIB  # the whole budget
+    assert partition_fetch_bytes(s, 2) == MIB
     assert partition_fetch_bytes(s, 6) == 2 * MIB // 6
+    assert partition_fetch_bytes(s, 12) * 12 <= 2 * MIB
+    assert fetch_options(s)["fetch_max_bytes"] == 2 * MIB  # never more than the budget
+
+
+def test_a_larger_budget_is_capped_per_partition() -> None:
+    s = settings(fetch_budget_bytes=8 * MIB)
+    assert partition_fetch_bytes(s, 1) == 4 * MIB  # KAFKA_MAX_PARTITION_FETCH_BYTES
+    assert partition_fetch_bytes(s, 6) == 8 * MIB // 6
 
 
 def test_many_partitions_still_fetch_something() -> None:
     assert partition_fetch_bytes(settings(), 100_000) == MIN_PARTITION_FETCH_BYTES
-    assert partition_fetch_bytes(settings(), 0) == 4 * MIB
+    assert partition_fetch_bytes(settings(), 0) == 2 * MIB
 
 
 def test_a_cap_below_the_floor_is_kept() -> None:
