@@ -82,7 +82,9 @@ def run_with_kills(
     landed: list[int] = []
     excess = mid = 0
     while len(landed) < KILLS or (mid_batch and not mid and len(landed) < KILLS + EXTRA_KILLS):
-        target = log_end(kafka, out) + steps.randrange(3_000, 7_000)
+        # further kills come sooner: the 50,000 records must outlast them
+        step = steps.randrange(3_000, 7_000) if len(landed) < KILLS else steps.randrange(500, 1_500)
+        target = log_end(kafka, out) + step
         process = subprocess.Popen(
             connector_command("run", "--until-caught-up"),
             env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
