@@ -9,18 +9,10 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TaskID,
-    TaskProgressColumn,
-    TextColumn,
-    TimeRemainingColumn,
-)
+if TYPE_CHECKING:
+    from rich.progress import TaskID
 
 __all__ = ["Bar", "reporter"]
 
@@ -29,6 +21,17 @@ class Bar:
     """The catch-up bar: `show` moves it; a plain line (`bar(line)`) prints above it."""
 
     def __init__(self, stream: TextIO) -> None:
+        # imported here: `rich` is 2 MB of every connector process that never draws a bar
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TaskProgressColumn,
+            TextColumn,
+            TimeRemainingColumn,
+        )
+
         self._console = Console(file=stream, force_terminal=True)
         self._progress = Progress(
             TextColumn("{task.description}"),

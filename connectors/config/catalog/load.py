@@ -10,7 +10,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
 from pydantic import ValidationError
 
 from connectors.config.catalog.model import TopicSpec
@@ -98,6 +97,8 @@ def load_catalog(root: Path) -> Catalog:
 
 
 def _load_file(path: Path, problems: list[CatalogProblem]) -> TopicSpec | None:
+    import yaml  # here: only a connector with a topic catalog parses YAML
+
     name = str(path)
     try:
         document = yaml.safe_load(read_regular_file(path, MAX_FILE_BYTES))
