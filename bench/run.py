@@ -529,6 +529,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--profiler", choices=["py-spy", "pyinstrument", "both"], default="both")
     parser.add_argument("--profile-messages", type=int, help="topic size to profile on")
     parser.add_argument("--profile-label", default="before", help="label in RESULTS.md")
+    parser.add_argument(
+        "--profile-passthrough", action="store_true", help="profile R0 instead of R"
+    )
     parser.add_argument("--latency-seconds", type=float, help="30 (--quick 10)")
     parser.add_argument(
         "--latency-rate", type=float, help="offered msg/s (default: half of R's median)"
@@ -797,8 +800,9 @@ def profile_phase(
     assert topic is not None
     out_dir = setup.workdir / "profile"
     out_dir.mkdir(exist_ok=True)
+    name, passthrough = ("R0", True) if args.profile_passthrough else ("R", False)
     sections = [
-        f"\n### Profile of R ({args.profile_label}): {n:,} messages, {partitions} partition(s)"
+        f"\n### Profile of {name} ({args.profile_label}): {n:,} messages, {partitions} partition(s)"
     ]
     tools: list[tuple[str, Callable[[dict[str, str], Path], tuple[str, Path]]]] = []
     if args.profiler in ("py-spy", "both"):
@@ -806,7 +810,8 @@ def profile_phase(
     if args.profiler in ("pyinstrument", "both"):
         tools.append(("pyinstrument (main thread, wall clock)", profile.pyinstrument))
     for label, tool in tools:
-        env = connector_env(setup, topic, passthrough=False, kv_dir=out_dir / f"kv-{label[:4]}")
+        kv_dir = out_dir / f"kv-{label[:4]}"
+        env = connector_env(setup, topic, passthrough=passthrough, kv_dir=kv_dir)
         env["BENCH_STATS_FILE"] = str(out_dir / f"stats-{label[:4]}.json")
         summary, path = tool(env, out_dir)
         stats = json.loads(Path(env["BENCH_STATS_FILE"]).read_text())
@@ -819,7 +824,7 @@ def profile_phase(
             shutil.copyfileobj(src, dst)
         results[f"profile_{label[:4]}"] = {"rate_under_profiler": rate, "file": str(keep)}
         sections.append(
-            f"\n{label}; R ran at {rate:,.0f} msg/s under the profiler; full output "
+            f"\n{label}; {name} ran at {rate:,.0f} msg/s under the profiler; full output "
             f"`{keep.relative_to(ROOT)}`\n\n```\n{summary}\n```"
         )
     return "\n".join(sections)
