@@ -22,8 +22,9 @@ from connectors.config.pipeline import Pipeline, resolve
 from connectors.core.errors import ConfigError, ConnectorError, FatalError
 from connectors.observability import alerts, health, logs, metrics, progress_bar, tracing
 from connectors.runtime.gc_tuning import tune_after_start_up
-from connectors.runtime.runner import Runner, run_until_stopped
+from connectors.runtime.runner import Runner
 from connectors.runtime.shutdown import Watchdog
+from connectors.runtime.stopping import run_until_stopped
 
 EXIT_OK, EXIT_FATAL, EXIT_CONFIG = 0, 1, 2
 

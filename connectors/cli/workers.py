@@ -40,7 +40,8 @@ from typing import Any
 from connectors.config.pipeline import Pipeline
 from connectors.core.errors import ConfigError, Problem
 from connectors.runtime.catch_up import CatchUp
-from connectors.runtime.runner import Runner, run_until_stopped
+from connectors.runtime.runner import Runner
+from connectors.runtime.stopping import run_until_stopped
 
 __all__ = ["Link", "current", "worker_environment"]
 

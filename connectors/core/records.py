@@ -77,6 +77,7 @@ class Batch:
     _first: dict[TopicPartition, int] | None = field(
         default=None, init=False, compare=False, repr=False
     )
+    _heads: tuple[Record, ...] = field(default=(), init=False, compare=False, repr=False)
 
     @property
     def next_offsets(self) -> dict[TopicPartition, int]:
@@ -93,19 +94,31 @@ class Batch:
             self._walk()
         return dict(self._first or {})
 
+    @property
+    def heads(self) -> tuple[Record, ...]:
+        """The first record of each run of one partition, in order (one per partition in
+        a batch as a reader hands it out): what per-partition metrics look at."""
+        if self._first is None:
+            self._walk()
+        return self._heads
+
     def _walk(self) -> None:
         """Both offsets of each partition, in one walk. A reader hands records out in runs
         of one partition, so the walk is per run, and over a run's records it is
         itertools' and `max`'s (C), not a Python loop per record."""
         nexts: dict[TopicPartition, int] = {}
         firsts: dict[TopicPartition, int] = {}
+        heads: list[Record] = []
         for tp, run in groupby(self.records, _partition_of):
-            head = next(run)[2]
+            record = next(run)
+            heads.append(record)
+            head = record[2]
             after = max(head, max(map(_offset_of, run), default=head)) + 1  # noqa: B031 - the rest of the run
             if after > nexts.get(tp, -1):
                 nexts[tp] = after
             firsts.setdefault(tp, head)
         object.__setattr__(self, "_next", nexts)
+        object.__setattr__(self, "_heads", tuple(heads))
         object.__setattr__(self, "_first", firsts)
 
     def __len__(self) -> int:

@@ -22,7 +22,7 @@ leaves the chain at once.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from time import perf_counter
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, TypeVar
@@ -211,6 +211,15 @@ class Chain:
         returns what cannot be stored, RetriableError when a transform raised it,
         FatalError when the process ran out of memory or file descriptors."""
         return self._apply(record, message, None, None)
+
+    def passed(self, records: Sequence[Record]) -> list[Entry]:
+        """The entries of raw records when the chain has no transform (the runner asks
+        only then): each record's value is its message, so nothing is decoded or applied,
+        and one tuple is built per record, the entry, where `apply_batch` would take an
+        (index, record, message) tuple first (230 against 373 ns a record, RESULTS.md)."""
+        if self.keeps_messages:
+            return [_new_tuple(Entry, (r, r[3], r[4], r[4], r[5])) for r in records]
+        return [_new_tuple(Entry, (r, r[3], r[4], None, r[5])) for r in records]
 
     def apply_batch(self, decoded: Iterable[Decoded]) -> Applied:
         """Every record's entries, in order; poison is collected, not raised. A record

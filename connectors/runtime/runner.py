@@ -20,10 +20,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import asynccontextmanager, contextmanager, suppress
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from functools import partial
-from typing import Any
 
 from prometheus_client import Histogram
 
@@ -31,7 +30,7 @@ from connectors.config.pipeline import Pipeline
 from connectors.core.dead_letters import DeadLetter, DeadLetterSink
 from connectors.core.errors import FatalError, RetriableError
 from connectors.core.reader import Reader, ReaderContext
-from connectors.core.records import Batch, Entry, TopicPartition, WriteBatch
+from connectors.core.records import Batch, Entry, Record, TopicPartition, WriteBatch
 from connectors.core.writer import (
     Writer,
     WriterContext,
@@ -101,6 +100,8 @@ class Runner:
         self._retry = Retrier(pipeline.retry, self.reader, self._instruments, self._stopping)
         chain = pipeline.chain.storing_bytes() if stores_bytes(self.writer) else pipeline.chain
         self._decode_slice = slicer(pipeline.schemas)  # the topics' types are fixed
+        #: raw topics and no transform: each record's entry is built from it directly
+        self._passes_raw = pipeline.schemas.all_raw and not chain.steps
         self._transforms = TransformStage(
             chain, pipeline.transform, self._retry, runtime.connector_name
         )
@@ -118,6 +119,10 @@ class Runner:
     def stop(self) -> None:
         """Ask the loop to finish the batch in flight and leave; call it on the loop."""
         self._stopping.set()
+
+    async def stop_requested(self) -> None:
+        """Returns once `stop()` was called."""
+        await self._stopping.wait()
 
     def activity(self) -> tuple[str | None, float]:
         """The stage running now (decode, transform, write, dead_letter, commit; None when
@@ -318,19 +323,44 @@ class Runner:
     async def _transform(
         self, batch: Batch, trace: tracing.BatchTrace
     ) -> tuple[WriteBatch, list[DeadLetter]]:
+        """The batch's entries and dead letters; poison is judged after all, in record
+        order. Raw topics through no transform (`_passes_raw`) have nothing to decode or
+        apply and no record that can be poison: the entries are built in one pass."""
+        records = batch.records
+        poison: list[Poison] = []
+        seconds: dict[str, float] = {}
+        if self._passes_raw:
+            self._activity = ("transform", time.monotonic())
+            started = time.perf_counter()
+            entries = self._transforms.chain.passed(records)
+            decode_s, transform_s = 0.0, time.perf_counter() - started
+        else:
+            entries, decode_s, transform_s = await self._sliced(records, poison, seconds, trace)
+        if poison:
+            poison.sort(key=lambda found: found[0])
+        letters = self._judge.letters(len(records), poison)
+        self._instruments.transformed(decode_s, transform_s, seconds, trace.exemplar())
+        trace.summed(("decode", decode_s), ("transform", transform_s))
+        return WriteBatch(batch, tuple(entries)), letters
+
+    async def _sliced(
+        self,
+        records: Sequence[Record],
+        poison: list[Poison],
+        seconds: dict[str, float],
+        trace: tracing.BatchTrace,
+    ) -> tuple[list[Entry], float, float]:
         """Decode, then transform, a slice of the batch at a time: two passes per slice,
         each timed once, so no clock is read per record (the transform time includes any
-        retry waits). Poison is judged after all, in record order.
+        retry waits). Adds to `poison` and to each transform's `seconds`; returns the
+        entries, the decode seconds and the transform seconds.
 
         With sync transforms a slice is `DECODE_SLICE` records, so only that many decoded
         messages are alive at once (a whole batch's upb messages cost 2-3 KB each, 40-60 MB
         at 20,000); async and batch transforms get the whole batch, since how much of it
         can be in flight at once is what makes them fast."""
-        records = batch.records
         step = DECODE_SLICE if self._transforms.chain.is_sync else max(len(records), 1)
         entries: list[Entry] = []
-        poison: list[Poison] = []
-        seconds: dict[str, float] = {}
         decode_s = transform_s = 0.0
         for start in range(0, len(records), step):
             self._activity = ("decode", time.monotonic())
@@ -347,44 +377,4 @@ class Runner:
             poison.extend(applied.poison)
             for name, spent in applied.seconds.items():
                 seconds[name] = seconds.get(name, 0.0) + spent
-        if poison:
-            poison.sort(key=lambda found: found[0])
-        letters = self._judge.letters(len(records), poison)
-        self._instruments.transformed(decode_s, transform_s, seconds, trace.exemplar())
-        trace.summed(("decode", decode_s), ("transform", transform_s))
-        return WriteBatch(batch, tuple(entries)), letters
-
-
-#: Seconds an abandoned batch's task gets to leave the group and close the writer.
-CLOSE_S = 2.0
-
-
-async def run_until_stopped(runner: Runner, grace_s: float) -> None:
-    """Run; once `runner.stop()` was called, allow `grace_s` for the batch in flight, then
-    abandon it (uncommitted: the next owner of its partitions replays it)."""
-    task = asyncio.ensure_future(runner.run())
-    stop_wait = asyncio.ensure_future(runner._stopping.wait())
-    try:
-        done, _ = await asyncio.wait({task, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
-        if task not in done:
-            try:
-                await asyncio.wait_for(asyncio.shield(task), timeout=grace_s)
-            except TimeoutError:
-                await _abandon(runner, task, grace_s)
-                return
-    finally:
-        stop_wait.cancel()
-    await task
-
-
-async def _abandon(runner: Runner, task: asyncio.Future[Any], grace_s: float) -> None:
-    stage, since = runner.activity()
-    where = f" (in {stage} for {time.monotonic() - since:.1f}s)" if stage is not None else ""
-    _log.warning("batch in flight abandoned after %.1fs%s; it will be replayed", grace_s, where)
-    task.cancel()
-    done, _ = await asyncio.wait({task}, timeout=CLOSE_S)
-    if task in done and not task.cancelled():
-        with suppress(Exception):
-            failure = task.exception()
-            if failure is not None:
-                _log.warning("while abandoning the batch: %s: %s", type(failure).__name__, failure)
+        return entries, decode_s, transform_s

@@ -1,7 +1,7 @@
 """SIGTERM and SIGINT: stop within SHUTDOWN_GRACE_S, even when the pipeline cannot answer.
 
 The runner stops cooperatively: a stop request lets the batch in flight finish within the
-grace period, then the reader leaves the group (`run_until_stopped`). A transform stuck
+grace period, then the reader leaves the group (`connectors.runtime.stopping`). A transform stuck
 in a loop or a blocking call holds the event loop, though, and then neither an asyncio
 signal handler nor that grace timer ever runs. So signals are taken by a thread of its
 own, woken through `signal.set_wakeup_fd` (the interpreter writes the signal number there

@@ -31,7 +31,8 @@ from connectors.config.settings import KafkaSettings
 from connectors.core.errors import FatalError
 from connectors.core.records import TopicPartition
 from connectors.observability.health import HealthServer, RunnerStatus
-from connectors.runtime.runner import Runner, run_until_stopped
+from connectors.runtime.runner import Runner
+from connectors.runtime.stopping import run_until_stopped
 from harness.kafka import KafkaBroker, create_topic, run_sync
 from harness.kcat import produce
 from harness.ports import free_port

@@ -27,3 +27,17 @@ def test_offsets_are_those_of_a_walk_over_every_record(found: list[tuple[str, in
     assert other.next_offsets == highest
     other.next_offsets.clear()  # each caller gets its own copy
     assert other.next_offsets == highest
+
+
+@given(st.lists(positions, max_size=60))
+def test_heads_are_the_first_record_of_each_run_of_one_partition(
+    found: list[tuple[str, int, int]],
+) -> None:
+    records = [Record(t, p, o, None, b"") for t, p, o in found]
+    expected = [
+        r for i, r in enumerate(records) if i == 0 or records[i - 1][:2] != (r.topic, r.partition)
+    ]
+    assert list(Batch(records).heads) == expected
+    walked = Batch(records)
+    assert walked.next_offsets is not None  # the walk made for the offsets gives the heads too
+    assert list(walked.heads) == expected

@@ -13,8 +13,9 @@ import pytest
 
 from connectors import FatalError, Record
 from connectors.config.pipeline import Pipeline, resolve
-from connectors.runtime.runner import Runner, run_until_stopped
+from connectors.runtime.runner import Runner
 from connectors.runtime.shutdown import Watchdog
+from connectors.runtime.stopping import run_until_stopped
 from connectors.testing.fakes import MemoryDeadLetters, MemoryReader, MemoryWriter, retriable
 
 BASE = {
