@@ -6,14 +6,34 @@ constructions a record, about 0.8 µs of a connector's 15-16 µs of CPU per reco
 benchmark's profile. A consumer asks for `Record`s instead by passing `AS_RECORD` as its
 `value_deserializer` (and no key deserializer); every other consumer of the process, a
 plugin's own included, gets aiokafka's records as ever.
+
+For such a consumer the unpacking loop is this module's own (`_unpacked`): the same rules
+as aiokafka's `PartitionRecords._unpack_records` for which batches hold nothing to deliver
+(a CRC that does not match, aborted transactions when reading committed records only,
+control batches: `_delivers`), with each `Record` built in the loop rather than by a method
+call, and the fetcher iterating the loop's generator itself rather than through a Python
+`__next__` per record: 540 against 770 ns a record unpacked (RESULTS.md, 2026-12-03 23:03).
+A batch whose header keys are not UTF-8 is read again leniently in the same loop
+(`connectors.kafka.raw_headers`). `tests/unit/test_fetched_records.py` holds it to
+aiokafka's own loop, record for record and position for position.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
+from aiokafka import errors as kafka_errors
+from aiokafka.consumer.fetcher import READ_COMMITTED
+
 from connectors.core.records import Record
-from connectors.kafka.raw_headers import LenientPartitionRecords
+from connectors.kafka.raw_headers import (
+    Counter,
+    LenientPartitionRecords,
+    LenientRecords,
+    is_raw,
+    lenient_batch,
+)
 
 _new_tuple: Any = tuple.__new__  # positional, without the named tuple's keyword handling
 
@@ -28,18 +48,87 @@ class RecordPartitionRecords(LenientPartitionRecords):
     """aiokafka's records of one partition (read leniently); `Record`s for a consumer that
     asked for them with `AS_RECORD`."""
 
-    def _consumer_record(self, tp: Any, record: Any) -> Any:
-        if self._value_deserializer is not AS_RECORD or self._key_deserializer is not None:
-            return super()._consumer_record(tp, record)
-        return _new_tuple(
-            Record,
-            (
-                tp.topic,
-                tp.partition,
-                record.offset,
+    def __iter__(self) -> Any:
+        """The unpacking generator itself, for a consumer of `Record`s: aiokafka's fetcher
+        drains a partition with `for record in partition_records`, and this spares it a
+        Python-level `__next__` call per record."""
+        if self._records_iterator is not None and self._as_record():
+            return self._records_iterator
+        return self
+
+    def _as_record(self) -> bool:
+        return self._value_deserializer is AS_RECORD and self._key_deserializer is None
+
+    def _unpack_records(self) -> Iterator[Any]:
+        if self._as_record():
+            return self._unpacked()
+        return super()._unpack_records()  # type: ignore[no-any-return]
+
+    def _unpacked(self) -> Iterator[Record]:
+        """`Record`s, each batch's after the position, the position moved past each
+        record as it is handed out and past each batch at its end (aiokafka's rules)."""
+        tp = self._tp
+        topic, partition = tp.topic, tp.partition
+        records = self._records
+        while records.has_next():
+            batch = records.next_batch()
+            if not self._delivers(batch):
+                self.next_fetch_offset = batch.next_offset
+                continue
+            try:
+                for record in batch:
+                    offset = record.offset
+                    if offset < self.next_fetch_offset:
+                        continue  # before the position: a compressed set fetched again
+                    self.next_fetch_offset = offset + 1
+                    yield _new_tuple(
+                        Record,
+                        (
+                            topic,
+                            partition,
+                            offset,
+                            record.key,
+                            record.value,
+                            tuple(record.headers),
+                            record.timestamp,
+                        ),
+                    )
+            except UnicodeDecodeError:
+                if not isinstance(records, LenientRecords):
+                    raise
+                yield from self._read_leniently(records.last)
+            self.next_fetch_offset = batch.next_offset
+
+    def _read_leniently(self, raw: memoryview) -> Iterator[Record]:
+        """The records of a batch the C reader refused, from the position on."""
+        topic, partition = self._tp.topic, self._tp.partition
+        for record in lenient_batch(raw):
+            offset = record.offset
+            if offset < self.next_fetch_offset:
+                continue
+            if any(is_raw(key) for key, _ in record.headers):
+                Counter.lenient += 1
+            self.next_fetch_offset = offset + 1
+            yield Record(
+                topic,
+                partition,
+                offset,
                 record.key,
                 record.value,
                 tuple(record.headers),
                 record.timestamp,
-            ),
-        )
+            )
+
+    def _delivers(self, batch: Any) -> bool:
+        """Whether `batch` holds records to hand out, as aiokafka's loop decides: a CRC
+        that does not match raises (the batch is fetched again); an aborted transaction's
+        batch (reading committed records only) and a control batch hold none."""
+        if self._check_crcs and not batch.validate_crc():
+            raise kafka_errors.CorruptRecordException(f"Invalid CRC - {self._tp}")
+        if self._isolation_level == READ_COMMITTED and batch.producer_id is not None:
+            self._consume_aborted_up_to(batch.base_offset)
+            if batch.is_control_batch and self._contains_abort_marker(batch):
+                self._aborted_producers.discard(batch.producer_id)
+            if batch.is_transactional and batch.producer_id in self._aborted_producers:
+                return False
+        return not batch.is_control_batch

@@ -73,7 +73,7 @@ class _LenientBuffer(bytearray):
         return _LenientSlice(item) if isinstance(index, slice) else item
 
 
-def _lenient_batch(raw: memoryview) -> Any:
+def lenient_batch(raw: memoryview) -> Any:
     """aiokafka's pure-Python reading of one record batch, header keys decoded leniently."""
     batch = _PY_BATCH(raw)
     batch._maybe_uncompress()  # noqa: SLF001 - decompression replaces the buffer
@@ -123,19 +123,25 @@ class LenientPartitionRecords(fetcher.PartitionRecords):  # type: ignore[misc]
     _records_iterator: Iterator[Any] | None
 
     def __next__(self) -> Any:
-        try:
-            return next(self._records_iterator)  # type: ignore[arg-type]
-        except StopIteration:
-            self._records_iterator = None
-            raise
-        except UnicodeDecodeError:
-            if not isinstance(self._records, LenientRecords):
+        refused = None
+        while True:
+            try:
+                return next(self._records_iterator)  # type: ignore[arg-type]
+            except StopIteration:
+                self._records_iterator = None
                 raise
-            self._records_iterator = self._lenient_then_rest(self._records.last)
-            return next(self._records_iterator)
+            except UnicodeDecodeError:
+                # The batch the C reader refused is read again; so is the next one it
+                # refuses, which the lenient reading of this one may reach before handing
+                # out anything (a compacted batch with no record from the position on).
+                records = self._records
+                if not isinstance(records, LenientRecords) or records.last is refused:
+                    raise  # not ours to read again, or refused even when read leniently
+                refused = records.last
+                self._records_iterator = self._lenient_then_rest(refused)
 
     def _lenient_then_rest(self, raw: memoryview) -> Iterator[Any]:
-        batch = _lenient_batch(raw)
+        batch = lenient_batch(raw)
         tp = self._tp
         for record in batch:
             if record.offset < self.next_fetch_offset:

@@ -1,0 +1,192 @@
+"""The reader's own unpacking loop (`connectors.kafka.fetched_records`) against aiokafka's.
+
+For any sequence of record batches (plain, transactional, committed or aborted, control
+markers, offsets with compaction gaps, header keys that are not UTF-8), any fetch position
+and any `max_records`, a consumer of `Record`s must be handed the records aiokafka's own
+loop hands out (read leniently, `connectors.kafka.raw_headers`), and the partition's
+position must be the same after every drain: a position ahead of what was handed out
+would skip records, one behind would read them twice.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Any
+
+from aiokafka.consumer.fetcher import READ_COMMITTED, READ_UNCOMMITTED
+from aiokafka.record.default_records import DefaultRecordBase
+from aiokafka.record.util import calc_crc32c
+from aiokafka.structs import TopicPartition
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from connectors.core.records import Record
+from connectors.kafka.fetched_records import AS_RECORD, RecordPartitionRecords
+from connectors.kafka.raw_headers import (
+    _PY_BUILDER,
+    LenientBuilder,
+    LenientPartitionRecords,
+    LenientRecords,
+    _raw_keys,
+)
+
+TP = TopicPartition("events", 3)
+ABORT, COMMIT = 0, 1
+
+header = st.tuples(st.sampled_from(["h", "traceparent", "\udcff-raw"]), st.binary(max_size=3))
+record = st.tuples(
+    st.integers(1, 3),  # the offset's step from the record before: >1 is a compaction gap
+    st.none() | st.binary(max_size=4),
+    st.none() | st.binary(max_size=6),
+    st.lists(header, max_size=2),
+)
+batch = st.one_of(
+    st.tuples(st.just("data"), st.lists(record, min_size=1, max_size=4)),
+    st.tuples(st.just("txn"), st.integers(1, 2), st.lists(record, min_size=1, max_size=4)),
+    st.tuples(st.just("end"), st.integers(1, 2), st.sampled_from([ABORT, COMMIT])),
+)
+
+
+def build(specs: list[Any]) -> tuple[bytes, list[tuple[int, int]], int]:
+    """The fetched bytes of `specs`, the aborted transactions a broker would name with
+    them (producer id, first offset) and the log end."""
+    data, aborted, offset = bytearray(), [], 0
+    open_txn: dict[int, int] = {}
+    for spec in specs:
+        if spec[0] == "end":
+            _, pid, kind = spec
+            control = struct.pack(">hh", 0, kind)
+            data += _batch(offset, pid, [(1, control, b"", [])], control=True)
+            first = open_txn.pop(pid, None)
+            if kind == ABORT and first is not None:
+                aborted.append((pid, first))
+            offset += 1
+            continue
+        pid = spec[1] if spec[0] == "txn" else -1
+        records = spec[-1]
+        if pid != -1:
+            open_txn.setdefault(pid, offset)
+        data += _batch(offset, pid, records, control=False)
+        offset += sum(step for step, *_ in records)
+    return bytes(data), aborted, offset
+
+
+def _batch(base: int, pid: int, records: list[Any], *, control: bool) -> bytes:
+    if any(key.startswith("\udcff") for *_, headers in records for key, _ in headers):
+        # LenientBuilder starts a batch of its own at a record with such a key: one batch
+        # with several is built as it builds one that starts with one, in pure Python
+        records = [(step, k, v, _raw_keys(h)) for step, k, v, h in records]
+        make: Any = _PY_BUILDER
+    else:
+        make = LenientBuilder
+    builder = make(
+        magic=2,
+        compression_type=0,
+        is_transactional=pid != -1,
+        producer_id=pid,
+        producer_epoch=0 if pid != -1 else -1,
+        base_sequence=0 if pid != -1 else -1,
+        batch_size=1 << 20,
+    )
+    delta = -1
+    for step, key, value, headers in records:
+        delta += step
+        assert builder.append(delta, 1_700_000_000_000 + delta, key, value, headers) is not None
+    raw = bytearray(builder.build())
+    struct.pack_into(">q", raw, 0, base)
+    if control:  # only brokers write control batches: the bit set here, the CRC again
+        (attributes,) = struct.unpack_from(">h", raw, DefaultRecordBase.ATTRIBUTES_OFFSET)
+        attributes |= DefaultRecordBase.CONTROL_MASK
+        struct.pack_into(">h", raw, DefaultRecordBase.ATTRIBUTES_OFFSET, attributes)
+        crc = calc_crc32c(bytes(raw[DefaultRecordBase.ATTRIBUTES_OFFSET :]))
+        struct.pack_into(">I", raw, DefaultRecordBase.CRC_OFFSET, crc)
+    return bytes(raw)
+
+
+def drain(records: Any, most: int, ours: bool) -> tuple[list[Record], list[int]]:
+    """As aiokafka's `FetchResult.getall` drains a partition: up to `most` at a time, the
+    position read after each; the records as `Record`s."""
+    out: list[Record] = []
+    positions: list[int] = []
+    while True:
+        got = []
+        exhausted = True
+        for found in records:
+            got.append(found)
+            if len(got) >= most:
+                exhausted = False
+                break
+        positions.append(records.next_fetch_offset)
+        if not ours:
+            got = [
+                Record(
+                    m.topic,
+                    m.partition,
+                    m.offset,
+                    m.key,
+                    m.value,
+                    tuple(m.headers),
+                    m.timestamp,
+                )
+                for m in got
+            ]
+        out.extend(got)
+        if exhausted:
+            return out, positions
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(batch, min_size=1, max_size=8),
+    st.sampled_from([READ_UNCOMMITTED, READ_COMMITTED]),
+    st.integers(1, 7),
+    st.integers(0, 40),
+    st.booleans(),
+)
+def test_records_and_positions_are_aiokafkas(
+    specs: list[Any], isolation: int, most: int, start: int, check_crcs: bool
+) -> None:
+    data, aborted, end = build(specs)
+    fetch_offset = min(start, end)
+
+    def partition(cls: type, deserializer: Any) -> Any:
+        return cls(
+            TP,
+            LenientRecords(data),
+            list(aborted),
+            fetch_offset,
+            None,
+            deserializer,
+            check_crcs,
+            isolation,
+        )
+
+    theirs = drain(partition(LenientPartitionRecords, None), most, ours=False)
+    ours = drain(partition(RecordPartitionRecords, AS_RECORD), most, ours=True)
+    assert ours == theirs
+    assert all(type(r) is Record for r in ours[0])
+
+
+def test_a_consumer_of_aiokafka_records_still_gets_aiokafkas() -> None:
+    data, _, _ = build([("data", [(1, b"k", b"v", [("\udcff-raw", b"x")])])])
+    records = RecordPartitionRecords(
+        TP, LenientRecords(data), [], 0, None, None, False, READ_UNCOMMITTED
+    )
+    (found,) = list(records)
+    assert type(found).__name__ == "ConsumerRecord"
+    assert (found.key, found.value, tuple(found.headers)) == (b"k", b"v", (("\udcff-raw", b"x"),))
+
+
+def test_two_refused_batches_in_a_row_the_first_with_nothing_from_the_position_on() -> None:
+    """A compacted batch whose records all come before the position, then another batch
+    the C reader refuses: its lenient reading reaches the second before handing out
+    anything. Both kinds of consumer get the second batch's records, not the error."""
+    raw = [("\udcff-raw", b"x")]
+    data, _, _ = build([("data", [(1, b"a", b"1", raw)]), ("data", [(1, b"b", b"2", raw)])])
+    for deserializer in (AS_RECORD, None):
+        records = RecordPartitionRecords(
+            TP, LenientRecords(data), [], 1, None, deserializer, False, READ_UNCOMMITTED
+        )
+        found = list(records)
+        assert [(r.offset, r.key, tuple(r.headers)) for r in found] == [(1, b"b", tuple(raw))]
+        assert records.next_fetch_offset == 2
