@@ -23,7 +23,6 @@ import asyncio
 import logging
 import time
 from collections.abc import Mapping
-from itertools import chain
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -36,7 +35,6 @@ from connectors import (
     OnRevoke,
     ReaderContext,
     ReaderPlugin,
-    Record,
     RetriableError,
     metrics,
 )
@@ -210,12 +208,11 @@ class KafkaReader:
             self._name_raw_keys(fetched)
         if RESETS:
             self._report_resets()
-        # `Record`s already (AS_RECORD: connectors.kafka.fetched_records)
-        records: list[Record] = list(chain.from_iterable(fetched.values()))
-        if not records:
-            return Batch(records)
+        # `Record`s already (AS_RECORD: connectors.kafka.fetched_records), one list a partition
+        if not any(fetched.values()):
+            return Batch([])
         await self._note_skipped(fetched)
-        return Batch(records, await self._ids_of(fetched))
+        return Batch.of_runs(fetched.values(), await self._ids_of(fetched))
 
     async def _note_skipped(self, fetched: dict[TopicPartition, list[Any]]) -> None:
         """Where a partition's position went past its last record (transaction markers,

@@ -8,7 +8,7 @@ against stale replays, and the runner can commit exactly what was written.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import groupby
 from operator import itemgetter
@@ -78,6 +78,35 @@ class Batch:
         default=None, init=False, compare=False, repr=False
     )
     _heads: tuple[Record, ...] = field(default=(), init=False, compare=False, repr=False)
+
+    @classmethod
+    def of_runs(
+        cls, runs: Iterable[Sequence[Record]], topic_ids: Mapping[str, str] | None = None
+    ) -> Batch:
+        """A batch of the records of `runs`, each run the records of one partition as a
+        reader fetched them. The offsets are walked per run, where a batch built from its
+        records alone first finds the runs record by record (`_walk`): 5 % of a
+        pass-through connector's CPU."""
+        records: list[Record] = []
+        nexts: dict[TopicPartition, int] = {}
+        firsts: dict[TopicPartition, int] = {}
+        heads: list[Record] = []
+        for run in runs:
+            if not run:
+                continue
+            head = run[0]
+            tp = (head[0], head[1])
+            records.extend(run)
+            heads.append(head)
+            after = max(map(_offset_of, run)) + 1
+            if after > nexts.get(tp, -1):
+                nexts[tp] = after
+            firsts.setdefault(tp, head[2])
+        batch = cls(records, {} if topic_ids is None else topic_ids)
+        object.__setattr__(batch, "_next", nexts)
+        object.__setattr__(batch, "_heads", tuple(heads))
+        object.__setattr__(batch, "_first", firsts)
+        return batch
 
     @property
     def next_offsets(self) -> dict[TopicPartition, int]:

@@ -41,3 +41,33 @@ def test_heads_are_the_first_record_of_each_run_of_one_partition(
     walked = Batch(records)
     assert walked.next_offsets is not None  # the walk made for the offsets gives the heads too
     assert list(walked.heads) == expected
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["a", "b"]),
+            st.integers(0, 3),
+            st.lists(st.integers(0, 10**6), min_size=0, max_size=8),
+        ),
+        max_size=8,
+    )
+)
+def test_a_batch_of_runs_is_the_batch_of_its_records(
+    runs: list[tuple[str, int, list[int]]],
+) -> None:
+    """A reader's batch (`Batch.of_runs`: one run per partition fetched, a partition possibly
+    in several) walks per run; offsets and heads are those of the same records walked one
+    by one, whatever their order."""
+    fetched = [[Record(t, p, o, None, b"") for o in offsets] for t, p, offsets in runs]
+    records = [r for run in fetched for r in run]
+    of_runs, walked = Batch.of_runs(fetched, {"a": "id-a"}), Batch(records)
+    assert list(of_runs.records) == records
+    assert of_runs.topic_ids == {"a": "id-a"}
+    assert of_runs.next_offsets == walked.next_offsets
+    assert of_runs.first_offsets == walked.first_offsets
+    kept = [run for run in fetched if run]
+    if all(a[-1][:2] != b[0][:2] for a, b in zip(kept, kept[1:], strict=False)):
+        # runs of one partition back to back are one run when walked record by record
+        assert of_runs.heads == walked.heads
+    assert len(of_runs.heads) == len(kept)
