@@ -75,49 +75,44 @@ class RecordPartitionRecords(LenientPartitionRecords):
             if not self._delivers(batch):
                 self.next_fetch_offset = batch.next_offset
                 continue
-            try:
-                for record in batch:
-                    offset = record.offset
-                    if offset < self.next_fetch_offset:
-                        continue  # before the position: a compressed set fetched again
-                    self.next_fetch_offset = offset + 1
-                    yield _new_tuple(
-                        Record,
-                        (
-                            topic,
-                            partition,
-                            offset,
-                            record.key,
-                            record.value,
-                            tuple(record.headers),
-                            record.timestamp,
-                        ),
-                    )
-            except UnicodeDecodeError:
-                if not isinstance(records, LenientRecords):
-                    raise
-                yield from self._read_leniently(records.last)
+            source: Any = batch
+            while source is not None:
+                try:
+                    for record in source:
+                        offset = record.offset
+                        if offset < self.next_fetch_offset:
+                            continue  # before the position: a compressed set fetched again
+                        found = _new_tuple(
+                            Record,
+                            (
+                                topic,
+                                partition,
+                                offset,
+                                record.key,
+                                record.value,
+                                tuple(record.headers),
+                                record.timestamp,
+                            ),
+                        )
+                        # past the record only once it is whole, as aiokafka's loop does
+                        self.next_fetch_offset = offset + 1
+                        yield found
+                    source = None
+                except UnicodeDecodeError:
+                    if source is not batch or not isinstance(records, LenientRecords):
+                        raise  # refused when read leniently too, or not ours to read again
+                    source = self._read_leniently(records.last)
             self.next_fetch_offset = batch.next_offset
 
-    def _read_leniently(self, raw: memoryview) -> Iterator[Record]:
-        """The records of a batch the C reader refused, from the position on."""
-        topic, partition = self._tp.topic, self._tp.partition
+    def _read_leniently(self, raw: memoryview) -> Iterator[Any]:
+        """The batch the C reader refused, read again with header keys decoded leniently;
+        each record from the position on that has such keys is counted as it is taken."""
         for record in lenient_batch(raw):
-            offset = record.offset
-            if offset < self.next_fetch_offset:
-                continue
-            if any(is_raw(key) for key, _ in record.headers):
+            if record.offset >= self.next_fetch_offset and any(
+                is_raw(key) for key, _ in record.headers
+            ):
                 Counter.lenient += 1
-            self.next_fetch_offset = offset + 1
-            yield Record(
-                topic,
-                partition,
-                offset,
-                record.key,
-                record.value,
-                tuple(record.headers),
-                record.timestamp,
-            )
+            yield record
 
     def _delivers(self, batch: Any) -> bool:
         """Whether `batch` holds records to hand out, as aiokafka's loop decides: a CRC

@@ -24,6 +24,7 @@ from connectors.core.records import Record
 from connectors.kafka.fetched_records import AS_RECORD, RecordPartitionRecords
 from connectors.kafka.raw_headers import (
     _PY_BUILDER,
+    Counter,
     LenientBuilder,
     LenientPartitionRecords,
     LenientRecords,
@@ -161,9 +162,12 @@ def test_records_and_positions_are_aiokafkas(
             isolation,
         )
 
+    counted = Counter.lenient
     theirs = drain(partition(LenientPartitionRecords, None), most, ours=False)
+    counted, theirs_counted = Counter.lenient, Counter.lenient - counted
     ours = drain(partition(RecordPartitionRecords, AS_RECORD), most, ours=True)
     assert ours == theirs
+    assert Counter.lenient - counted == theirs_counted  # records read with raw header keys
     assert all(type(r) is Record for r in ours[0])
 
 
