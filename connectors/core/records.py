@@ -86,7 +86,7 @@ class Batch:
         """A batch of the records of `runs`, each run the records of one partition as a
         reader fetched them. The offsets are walked per run, where a batch built from its
         records alone first finds the runs record by record (`_walk`): 5 % of a
-        pass-through connector's CPU."""
+        pass-through connector's busy time in its profile (bench/RESULTS.md)."""
         records: list[Record] = []
         nexts: dict[TopicPartition, int] = {}
         firsts: dict[TopicPartition, int] = {}
