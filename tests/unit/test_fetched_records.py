@@ -13,7 +13,9 @@ from __future__ import annotations
 import struct
 from typing import Any
 
+import pytest
 from aiokafka.consumer.fetcher import READ_COMMITTED, READ_UNCOMMITTED
+from aiokafka.errors import CorruptRecordException
 from aiokafka.record.default_records import DefaultRecordBase
 from aiokafka.record.util import calc_crc32c
 from aiokafka.structs import TopicPartition
@@ -194,3 +196,18 @@ def test_two_refused_batches_in_a_row_the_first_with_nothing_from_the_position_o
         found = list(records)
         assert [(r.offset, r.key, tuple(r.headers)) for r in found] == [(1, b"b", tuple(raw))]
         assert records.next_fetch_offset == 2
+
+
+def test_a_batch_whose_crc_does_not_match_raises_as_aiokafka_does() -> None:
+    """Checked as aiokafka checks (`check_crcs`, on by default): the batch is not handed
+    out, the position stays before it, and the error is aiokafka's, which the reader's
+    error translation already knows. Unchecked, the records come out as they are."""
+    data = bytearray(build([("data", [(1, b"k", b"value", [])])])[0])
+    data[data.rindex(b"value") + 4] ^= 0xFF  # the value's last byte, covered by the CRC
+    for cls, deserializer in ((LenientPartitionRecords, None), (RecordPartitionRecords, AS_RECORD)):
+        checked = cls(TP, LenientRecords(bytes(data)), [], 0, None, deserializer, True, 0)
+        with pytest.raises(CorruptRecordException, match="Invalid CRC"):
+            list(checked)
+        assert checked.next_fetch_offset == 0
+        unchecked = cls(TP, LenientRecords(bytes(data)), [], 0, None, deserializer, False, 0)
+        assert [r.value for r in unchecked] == [b"valu" + bytes([ord("e") ^ 0xFF])]
