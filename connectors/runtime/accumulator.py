@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import time
 
-from connectors.core.records import Batch, Record
+from connectors.core.records import Batch
 from connectors.core.writer import FlushPolicy
 
 
 class Accumulator:
     def __init__(self, policy: FlushPolicy | None) -> None:
         self._policy = policy
-        self._records: list[Record] = []
-        self._topic_ids: dict[str, str] = {}
+        self._batches: list[Batch] = []
+        self._records = 0
         self._bytes = 0
         self._since: float | None = None
 
@@ -26,8 +26,8 @@ class Accumulator:
             return
         if self._since is None:
             self._since = time.monotonic()
-        self._records.extend(batch.records)
-        self._topic_ids.update(batch.topic_ids)
+        self._batches.append(batch)
+        self._records += len(batch.records)
         if self._policy is not None:  # only a policy counts bytes: no walk per record else
             self._bytes += sum(len(r.value or b"") + len(r.key or b"") for r in batch.records)
 
@@ -39,11 +39,18 @@ class Accumulator:
             return True
         return (
             self._bytes >= policy.max_bytes
-            or len(self._records) >= policy.max_records
+            or self._records >= policy.max_records
             or (self._since is not None and time.monotonic() - self._since >= policy.max_interval_s)
         )
 
     def take(self) -> Batch:
-        batch = Batch(self._records, self._topic_ids)
-        self._records, self._topic_ids, self._bytes, self._since = [], {}, 0, None
-        return batch
+        """What was added, as one batch. A batch taken alone (every batch, for a writer
+        with no policy) is handed on as the reader made it, offsets already walked."""
+        batches = self._batches
+        self._batches, self._records, self._bytes, self._since = [], 0, 0, None
+        if len(batches) == 1:
+            return batches[0]
+        topic_ids: dict[str, str] = {}
+        for batch in batches:
+            topic_ids.update(batch.topic_ids)
+        return Batch([r for batch in batches for r in batch.records], topic_ids)

@@ -191,6 +191,7 @@ class Runner:
                     await self._flush()
                 elif not batch.records:
                     await self._settle()  # nothing came to overlap its store commit with
+            del batch  # written: its records must not live on through the next poll
             self._progress.tick()
             if self._catch_up is not None and await self._catch_up.done():
                 break

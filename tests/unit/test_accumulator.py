@@ -39,6 +39,31 @@ def test_without_a_policy_every_batch_is_due_at_once() -> None:
     assert not acc.due() and acc.take().records == []
 
 
+def test_a_batch_taken_alone_is_the_readers_and_several_are_one() -> None:
+    """A lone batch is handed on as it came (its offsets walked once, by the reader);
+    batches held together become one, in order, the topic ids of all of them kept."""
+    acc = Accumulator(None)
+    mine = Batch.of_runs([records(0, 0, 2), records(1, 5, 1)], {"raw": "id-1"})
+    acc.add(mine)
+    assert acc.take() is mine
+    held = Accumulator(LARGE)
+    held.add(Batch.of_runs([records(0, 0, 2)], {"raw": "id-1"}))
+    held.add(Batch(records(1, 5, 1), {"other": "id-2"}))
+    held.add(Batch(records(0, 2, 2)))
+    taken = held.take()
+    assert [(r.partition, r.offset) for r in taken.records] == [
+        (0, 0),
+        (0, 1),
+        (1, 5),
+        (0, 2),
+        (0, 3),
+    ]
+    assert taken.next_offsets == {("raw", 0): 4, ("raw", 1): 6}
+    assert taken.first_offsets == {("raw", 0): 0, ("raw", 1): 5}
+    assert taken.topic_ids == {"raw": "id-1", "other": "id-2"}
+    assert not held.due() and held.take().records == []
+
+
 def test_an_empty_batch_is_never_due() -> None:
     acc = Accumulator(FlushPolicy(max_bytes=1, max_interval_s=0.0))
     acc.add(Batch(()))

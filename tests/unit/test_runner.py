@@ -8,11 +8,13 @@ import os
 import signal
 import threading
 import time
+import weakref
 
 import pytest
 
 from connectors import FatalError, Record
 from connectors.config.pipeline import Pipeline, resolve
+from connectors.core.records import Batch, WriteBatch
 from connectors.runtime.runner import Runner
 from connectors.runtime.shutdown import Watchdog
 from connectors.runtime.stopping import run_until_stopped
@@ -437,3 +439,61 @@ async def test_metrics_are_recorded_per_batch_with_the_connector_labels() -> Non
     assert value("connector_commits_total") >= 2
     assert value("connector_records_dead_lettered_total", topic="raw", reason="decode") >= 1
     assert value("connector_last_commit_timestamp_seconds", topic="raw", partition="1") > 0
+
+
+class _Tracked(list[Record]):
+    """A batch's records, as a list a weak reference can follow."""
+
+
+class _Watching(MemoryReader):
+    """Notes, at each poll, whether the records of the batch it handed out last are
+    still alive somewhere."""
+
+    def __init__(self, batches: list[list[Record]]) -> None:
+        super().__init__(batches)
+        self.alive_at_poll: list[bool] = []
+        self._last: weakref.ref[_Tracked] | None = None
+
+    async def batch(self) -> Batch:
+        if self._last is not None:
+            self.alive_at_poll.append(self._last() is not None)
+            self._last = None
+        got = await super().batch()
+        if not got.records:
+            return got
+        held = _Tracked(got.records)
+        self._last = weakref.ref(held)
+        return Batch(held, got.topic_ids)
+
+
+class _Forgetful:
+    """A writer that keeps nothing of what it is given, as a real one."""
+
+    def __init__(self) -> None:
+        self.entries = 0
+
+    async def start(self) -> None: ...
+
+    async def write(self, batch: WriteBatch) -> None:
+        self.entries += len(batch.entries)
+
+    async def check(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+async def test_a_written_batch_is_let_go_before_the_next_poll() -> None:
+    """Peak memory: while the next batch is fetched (the longest wait of the loop) the
+    batch before, written and committed, holds none of its records any more."""
+    reader, writer = _Watching([records(0, 0, 3), records(0, 3, 3), records(1, 0, 2)]), _Forgetful()
+    runner = Runner(
+        pipeline(),
+        until_caught_up=True,
+        reader=reader,
+        writer=writer,
+        dead_letters=MemoryDeadLetters(),
+    )
+    await run(runner)
+    assert writer.entries == 8
+    assert reader.alive_at_poll[:2] == [False, False]
+    assert not any(reader.alive_at_poll)
