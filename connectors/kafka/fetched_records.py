@@ -7,15 +7,17 @@ benchmark's profile. A consumer asks for `Record`s instead by passing `AS_RECORD
 `value_deserializer` (and no key deserializer); every other consumer of the process, a
 plugin's own included, gets aiokafka's records as ever.
 
-For such a consumer the unpacking loop is this module's own (`_unpacked`): the same rules
-as aiokafka's `PartitionRecords._unpack_records` for which batches hold nothing to deliver
-(a CRC that does not match, aborted transactions when reading committed records only,
-control batches: `_delivers`), with each `Record` built in the loop rather than by a method
-call, and the fetcher iterating the loop's generator itself rather than through a Python
+The unpacking loop is this module's own (`RecordPartitionRecords._unpack_records`, installed
+for every consumer of the process by `connectors.kafka.patches`): the same rules as
+aiokafka's `PartitionRecords._unpack_records` for which batches hold nothing to deliver (a
+CRC that does not match, aborted transactions when reading committed records only, control
+batches: `_delivers`), with each `Record` built in the loop rather than by a method call,
+and the fetcher iterating the loop's generator itself rather than through a Python
 `__next__` per record: 540 against 770 ns a record unpacked (RESULTS.md, 2026-12-03 23:03).
 A batch whose header keys are not UTF-8 is read again leniently in the same loop
-(`connectors.kafka.raw_headers`). `tests/unit/test_fetched_records.py` holds it to
-aiokafka's own loop, record for record and position for position.
+(`connectors.kafka.raw_headers`), for either kind of consumer.
+`tests/unit/test_fetched_records.py` holds it to aiokafka's own loop, record for record and
+position for position.
 """
 
 from __future__ import annotations
@@ -24,12 +26,12 @@ from collections.abc import Iterator
 from typing import Any
 
 from aiokafka import errors as kafka_errors
+from aiokafka.consumer import fetcher
 from aiokafka.consumer.fetcher import READ_COMMITTED
 
 from connectors.core.records import Record
 from connectors.kafka.raw_headers import (
     Counter,
-    LenientPartitionRecords,
     LenientRecords,
     is_raw,
     lenient_batch,
@@ -44,31 +46,30 @@ def AS_RECORD(value: bytes | None) -> bytes | None:  # noqa: N802 - a marker, us
     return value
 
 
-class RecordPartitionRecords(LenientPartitionRecords):
-    """aiokafka's records of one partition (read leniently); `Record`s for a consumer that
-    asked for them with `AS_RECORD`."""
+class RecordPartitionRecords(fetcher.PartitionRecords):  # type: ignore[misc]
+    """aiokafka's records of one partition, read leniently (`connectors.kafka.raw_headers`);
+    `Record`s for a consumer that asked for them with `AS_RECORD`, aiokafka's own records
+    for any other."""
+
+    next_fetch_offset: int
+    _records_iterator: Iterator[Any] | None
 
     def __iter__(self) -> Any:
-        """The unpacking generator itself, for a consumer of `Record`s: aiokafka's fetcher
-        drains a partition with `for record in partition_records`, and this spares it a
-        Python-level `__next__` call per record."""
-        if self._records_iterator is not None and self._as_record():
+        """The unpacking generator itself: aiokafka's fetcher drains a partition with
+        `for record in partition_records`, and this spares it a Python-level `__next__`
+        call per record."""
+        if self._records_iterator is not None:
             return self._records_iterator
         return self
 
-    def _as_record(self) -> bool:
-        return self._value_deserializer is AS_RECORD and self._key_deserializer is None
-
     def _unpack_records(self) -> Iterator[Any]:
-        if self._as_record():
-            return self._unpacked()
-        return super()._unpack_records()  # type: ignore[no-any-return]
-
-    def _unpacked(self) -> Iterator[Record]:
-        """`Record`s, each batch's after the position, the position moved past each
-        record as it is handed out and past each batch at its end (aiokafka's rules)."""
+        """Each batch's records from the position on, the position moved past each record
+        once it is built and past each batch at its end (aiokafka's rules); a batch the C
+        reader refuses is read again leniently, from the position on."""
         tp = self._tp
         topic, partition = tp.topic, tp.partition
+        as_record = self._value_deserializer is AS_RECORD and self._key_deserializer is None
+        consumer_record = self._consumer_record
         records = self._records
         while records.has_next():
             batch = records.next_batch()
@@ -82,19 +83,22 @@ class RecordPartitionRecords(LenientPartitionRecords):
                         offset = record.offset
                         if offset < self.next_fetch_offset:
                             continue  # before the position: a compressed set fetched again
-                        found = _new_tuple(
-                            Record,
-                            (
-                                topic,
-                                partition,
-                                offset,
-                                record.key,
-                                record.value,
-                                tuple(record.headers),
-                                record.timestamp,
-                            ),
+                        found = (
+                            _new_tuple(
+                                Record,
+                                (
+                                    topic,
+                                    partition,
+                                    offset,
+                                    record.key,
+                                    record.value,
+                                    tuple(record.headers),
+                                    record.timestamp,
+                                ),
+                            )
+                            if as_record
+                            else consumer_record(tp, record)
                         )
-                        # past the record only once it is whole, as aiokafka's loop does
                         self.next_fetch_offset = offset + 1
                         yield found
                     source = None

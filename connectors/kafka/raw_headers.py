@@ -11,7 +11,8 @@ with header keys decoded with `surrogateescape` (each byte that is not UTF-8 bec
 surrogate), and the batches after it as usual. The record then goes through the pipeline
 like any other (its key and value are intact; Kafka Connect's Java clients would equally
 accept it, with the key mangled), and `key.encode("utf-8", "surrogateescape")` gives its
-bytes back. Only that batch pays for the slower reader.
+bytes back. Only that batch pays for the slower reader. The loop that does it is the
+process's unpacking loop (`connectors.kafka.fetched_records`); this module holds the pieces.
 
 Writing: aiokafka's C batch builder refuses such keys too. A batch whose first record
 carries one is built by the pure-Python builder with keys encoded with `surrogateescape`, so
@@ -22,10 +23,9 @@ such a key arriving in a batch the C builder already started closes that batch f
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
-from aiokafka.consumer import fetcher
 from aiokafka.record import default_records
 from aiokafka.record.memory_records import MemoryRecords
 
@@ -107,52 +107,6 @@ class LenientRecords:
             self._pos = start + _LOG_OVERHEAD + length
             self.last = self._data[start : self._pos]
         return batch
-
-
-class LenientPartitionRecords(fetcher.PartitionRecords):  # type: ignore[misc]
-    """aiokafka's records of one partition, read again leniently from the batch whose
-    header keys its C reader refused, then as usual.
-
-    Its `__next__` replaces aiokafka's own one-line method, so the usual path costs nothing
-    more. The second reading of the batch does what aiokafka's own loop does for a data
-    batch: skip the records already returned, move the position past each record and,
-    at the end, past the batch.
-    """
-
-    next_fetch_offset: int
-    _records_iterator: Iterator[Any] | None
-
-    def __next__(self) -> Any:
-        refused = None
-        while True:
-            try:
-                return next(self._records_iterator)  # type: ignore[arg-type]
-            except StopIteration:
-                self._records_iterator = None
-                raise
-            except UnicodeDecodeError:
-                # The batch the C reader refused is read again; so is the next one it
-                # refuses, which the lenient reading of this one may reach before handing
-                # out anything (a compacted batch with no record from the position on).
-                records = self._records
-                if not isinstance(records, LenientRecords) or records.last is refused:
-                    raise  # not ours to read again, or refused even when read leniently
-                refused = records.last
-                self._records_iterator = self._lenient_then_rest(refused)
-
-    def _lenient_then_rest(self, raw: memoryview) -> Iterator[Any]:
-        batch = lenient_batch(raw)
-        tp = self._tp
-        for record in batch:
-            if record.offset < self.next_fetch_offset:
-                continue
-            if any(is_raw(key) for key, _ in record.headers):
-                Counter.lenient += 1
-            consumer_record = self._consumer_record(tp, record)
-            self.next_fetch_offset = record.offset + 1
-            yield consumer_record
-        self.next_fetch_offset = batch.next_offset
-        yield from self._unpack_records()
 
 
 # ------------------------------------------------------------------------------ writing
